@@ -1,0 +1,348 @@
+//! Typed configuration, read once from the environment at start-up (12-factor).
+//!
+//! Every variable has a safe development default, except that `PAYCORE_ENV=production` refuses to start
+//! without real secrets and an explicit database. Secrets are never printed: `Debug` redacts them.
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use crate::engine::queue::Queue;
+
+/// The signing secret used in development when none is configured. Production refuses to run with it.
+pub const DEVELOPMENT_JWT_SECRET: &str = "paycore-development-secret-do-not-use-in-production";
+
+/// A secret value whose `Debug` and `Display` never reveal it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**redacted**)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("{name} must be set when PAYCORE_ENV=production")]
+    RequiredInProduction { name: &'static str },
+}
+
+/// Settings shared by every process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    /// `None` means "provision a local PostgreSQL" (development and tests only).
+    pub database_url: Option<Secret>,
+    pub database_max_connections: u32,
+    pub host: String,
+    pub port: u16,
+    pub jwt_secret: Secret,
+    pub log_format: LogFormat,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings of the job engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs that each worker process runs at once, per queue.
+    pub concurrency: BTreeMap<Queue, usize>,
+    /// How often a worker proves it is alive; a crashed worker's jobs are rescued after
+    /// `heartbeat × missed_heartbeats`.
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+    /// Jobs fetched per round trip.
+    pub batch_size: usize,
+    /// How long a stopping worker waits for in-flight jobs before it exits.
+    pub shutdown_grace: Duration,
+    /// Finished (done, cancelled) jobs older than this are pruned; their attempt history goes with them.
+    pub job_retention: Duration,
+    /// How often the scheduler looks for due ticks.
+    pub scheduler_poll: Duration,
+}
+
+impl EngineConfig {
+    pub fn concurrency_of(&self, queue: Queue) -> usize {
+        self.concurrency
+            .get(&queue)
+            .copied()
+            .unwrap_or(DEFAULT_QUEUE_CONCURRENCY)
+    }
+
+    /// After this long without a heartbeat a worker is presumed dead and its jobs are rescued.
+    pub fn rescue_after(&self) -> Duration {
+        self.heartbeat
+            .saturating_mul(u32::try_from(self.missed_heartbeats).unwrap_or(u32::MAX))
+    }
+}
+
+/// Jobs per queue per worker process when `WORKER_CONCURRENCY` does not say otherwise: enough to overlap
+/// provider round trips on a 2-core machine without exhausting the connection pool.
+pub const DEFAULT_QUEUE_CONCURRENCY: usize = 8;
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: BTreeMap::new(),
+            heartbeat: Duration::from_secs(3),
+            missed_heartbeats: 4,
+            batch_size: 50,
+            shutdown_grace: Duration::from_secs(30),
+            job_retention: Duration::from_secs(7 * 24 * 3600),
+            scheduler_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Reads variables through a lookup function so tests can feed a map instead of the process environment.
+pub struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|error: T::Err| ConfigError::Invalid {
+                    name,
+                    reason: error.to_string(),
+                }),
+        }
+    }
+
+    fn millis(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        Ok(Duration::from_millis(self.parse(name, default_ms)?))
+    }
+}
+
+impl Config {
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_env(&Env::new(&lookup))
+    }
+
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let environment = match env.get("PAYCORE_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "PAYCORE_ENV",
+                    reason: format!("expected development or production, got {other:?}"),
+                })
+            }
+        };
+        let production = environment == Environment::Production;
+
+        let database_url = env.get("DATABASE_URL").map(Secret::new);
+        if production && database_url.is_none() {
+            return Err(ConfigError::RequiredInProduction {
+                name: "DATABASE_URL",
+            });
+        }
+        let jwt_secret = match env.get("JWT_SECRET") {
+            Some(secret) if production && secret.len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    reason: "must be at least 32 characters in production".into(),
+                })
+            }
+            Some(secret) => Secret::new(secret),
+            None if production => {
+                return Err(ConfigError::RequiredInProduction { name: "JWT_SECRET" })
+            }
+            None => Secret::new(DEVELOPMENT_JWT_SECRET),
+        };
+        if production && jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                reason: "the development secret cannot be used in production".into(),
+            });
+        }
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Json,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("expected json or pretty, got {other:?}"),
+                })
+            }
+        };
+
+        let defaults = EngineConfig::default();
+        let engine = EngineConfig {
+            concurrency: parse_concurrency(env.get("WORKER_CONCURRENCY").as_deref())?,
+            heartbeat: env.millis("WORKER_HEARTBEAT_MS", defaults.heartbeat)?,
+            missed_heartbeats: env.parse("WORKER_MISSED_HEARTBEATS", defaults.missed_heartbeats)?,
+            batch_size: env.parse("WORKER_BATCH_SIZE", defaults.batch_size)?,
+            shutdown_grace: env.millis("WORKER_SHUTDOWN_GRACE_MS", defaults.shutdown_grace)?,
+            job_retention: Duration::from_secs(
+                3600 * env.parse(
+                    "JOB_RETENTION_HOURS",
+                    defaults.job_retention.as_secs() / 3600,
+                )?,
+            ),
+            scheduler_poll: env.millis("SCHEDULER_POLL_MS", defaults.scheduler_poll)?,
+        };
+        if engine.heartbeat < Duration::from_millis(200) || engine.missed_heartbeats < 2 {
+            return Err(ConfigError::Invalid {
+                name: "WORKER_HEARTBEAT_MS",
+                reason: "heartbeat must be at least 200 ms and WORKER_MISSED_HEARTBEATS at least 2"
+                    .into(),
+            });
+        }
+        if !(1..=1000).contains(&engine.batch_size) {
+            return Err(ConfigError::Invalid {
+                name: "WORKER_BATCH_SIZE",
+                reason: "must be between 1 and 1000".into(),
+            });
+        }
+
+        Ok(Self {
+            environment,
+            database_url,
+            database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 20)?,
+            host: env.get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: env.parse("PORT", 8080)?,
+            jwt_secret,
+            log_format,
+            engine,
+        })
+    }
+}
+
+/// `WORKER_CONCURRENCY` is `payments=16,emails=4`; queues not named keep the default.
+fn parse_concurrency(raw: Option<&str>) -> Result<BTreeMap<Queue, usize>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(raw) = raw else { return Ok(out) };
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: "WORKER_CONCURRENCY",
+            reason,
+        };
+        let (name, count) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("expected queue=count, got {pair:?}")))?;
+        let queue: Queue = name.trim().parse().map_err(invalid)?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("{count:?} is not a number")))?;
+        if !(1..=256).contains(&count) {
+            return Err(invalid(format!("concurrency for {name} must be 1..=256")));
+        }
+        out.insert(queue, count);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        Config::from_env(&Env::new(&lookup))
+    }
+
+    #[test]
+    fn development_starts_with_no_configuration_at_all() {
+        let config = config_from(&[]).expect("defaults");
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!((config.host.as_str(), config.port), ("127.0.0.1", 8080));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_real_secrets() {
+        assert_eq!(
+            config_from(&[
+                ("PAYCORE_ENV", "production"),
+                ("DATABASE_URL", "postgres://x")
+            ])
+            .unwrap_err(),
+            ConfigError::RequiredInProduction { name: "JWT_SECRET" }
+        );
+        assert!(config_from(&[
+            ("PAYCORE_ENV", "production"),
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", DEVELOPMENT_JWT_SECRET)
+        ])
+        .is_err());
+        assert_eq!(
+            config_from(&[
+                ("PAYCORE_ENV", "production"),
+                ("JWT_SECRET", &"k".repeat(40))
+            ])
+            .unwrap_err(),
+            ConfigError::RequiredInProduction {
+                name: "DATABASE_URL"
+            }
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = config_from(&[("JWT_SECRET", "super-secret-value")]).expect("config");
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+
+    #[test]
+    fn worker_concurrency_is_parsed_per_queue_and_rejects_nonsense() {
+        let config =
+            config_from(&[("WORKER_CONCURRENCY", "payments=16, emails=2")]).expect("config");
+        assert_eq!(config.engine.concurrency_of(Queue::Payments), 16);
+        assert_eq!(config.engine.concurrency_of(Queue::Emails), 2);
+        assert_eq!(
+            config.engine.concurrency_of(Queue::Cards),
+            DEFAULT_QUEUE_CONCURRENCY
+        );
+        assert!(config_from(&[("WORKER_CONCURRENCY", "nope=3")]).is_err());
+        assert!(config_from(&[("WORKER_CONCURRENCY", "payments=0")]).is_err());
+        assert!(config_from(&[("PORT", "eighty")]).is_err());
+    }
+}

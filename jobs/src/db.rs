@@ -1,0 +1,48 @@
+//! Connecting to PostgreSQL and bringing its schema up to date.
+//!
+//! Two migration sets run at start-up, both idempotent and safe to run from several processes at once (each takes
+//! sqlx's advisory lock): apalis-postgres's own (schema `apalis`, history in `apalis._sqlx_migrations`) and then
+//! PayCore's (`migrations/`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+/// PayCore's migrations, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How long a request may wait for a pooled connection before it is an error rather than a queue.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+        .context("could not connect to PostgreSQL (DATABASE_URL)")
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .context("apalis-postgres migrations failed")?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("PayCore migrations failed")?;
+    Ok(())
+}
+
+/// True when every embedded migration has been applied (for `/readyz`).
+pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| applied.contains(&m.version)))
+}

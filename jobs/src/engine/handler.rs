@@ -1,0 +1,199 @@
+//! What a job handler sees and returns: its context (with the fenced transaction), its failure classes, and
+//! the registry that maps stable job kinds to handlers.
+//!
+//! Fencing: a worker holds a job's lease while `apalis.jobs.lock_by` names it and `attempts` is unchanged since
+//! it fetched the job. A rescue (after missed heartbeats) clears `lock_by` and bumps `attempts`, so a worker that
+//! was presumed dead but is still running can no longer commit: `begin_fenced` locks the job row and checks both
+//! before any effect is written. The same transaction marks the job done, so a crash after the commit but before
+//! apalis's asynchronous acknowledgement can never make the job run again.
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{
+    enqueue::{Envelope, Job},
+    queue::Queue,
+};
+
+/// The precise reason an operation failed permanently, as stored in `operation.failure_code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCode(pub &'static str);
+
+/// How a handler run ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Retrying cannot help (declined, invalid, not found). The job goes dead at once and its operation fails
+    /// with `code`.
+    #[error("permanent failure ({}): {message}", code.0)]
+    Permanent { code: FailureCode, message: String },
+    /// Might work later (timeouts, 5xx, lost connections): retried with exponential backoff.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The other side said when to come back.
+    #[error("retry after {after:?}: {message}")]
+    RetryAfter { after: Duration, message: String },
+    /// Another worker took the job over; this run's effects were not committed.
+    #[error("the job's lease was lost to another worker")]
+    LeaseLost,
+}
+
+impl JobError {
+    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Permanent {
+            code: FailureCode(code),
+            message: message.into(),
+        }
+    }
+    pub fn transient(error: impl std::fmt::Display) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    /// Database errors during a handler are transient: the connection, a deadlock or a serialisation failure
+    /// will not be there next time, and every handler is idempotent.
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(format!("database: {error}"))
+    }
+}
+
+/// Everything a handler knows about the run it is in.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub pool: PgPool,
+    pub job_id: String,
+    pub queue: Queue,
+    pub kind: String,
+    pub operation_id: Option<Uuid>,
+    pub worker: String,
+    /// The number of earlier runs, as stored in the row when this run fetched it.
+    pub attempts_before: i32,
+    pub started_at: DateTime<Utc>,
+}
+
+impl JobContext {
+    /// This run's 1-based attempt number.
+    pub fn attempt(&self) -> i32 {
+        self.attempts_before.saturating_add(1)
+    }
+
+    /// Opens the transaction in which a handler commits its effects. It fails with `LeaseLost` if another
+    /// worker has taken the job over, and it marks the job done, so commit it only on success.
+    pub async fn begin_fenced(&self) -> Result<Transaction<'static, Postgres>, JobError> {
+        let mut tx = self.pool.begin().await?;
+        self.check_lease_tx(&mut tx).await?;
+        sqlx::query(
+            "update apalis.jobs set status = 'Done', attempts = $2, done_at = now(),
+                 last_result = '{\"Ok\": null}'::jsonb
+             where id = $1",
+        )
+        .bind(&self.job_id)
+        .bind(self.attempt())
+        .execute(&mut *tx)
+        .await?;
+        insert_attempt_tx(&mut tx, self, "succeeded", None, None).await?;
+        Ok(tx)
+    }
+
+    /// Locks the job row and checks that this run still holds its lease; returns the job's attempt limit.
+    pub(crate) async fn check_lease_tx(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<i32, JobError> {
+        let held: Option<i32> = sqlx::query_scalar(
+            "select max_attempts from apalis.jobs
+             where id = $1 and lock_by = $2 and attempts = $3 and status in ('Queued', 'Running')
+             for update",
+        )
+        .bind(&self.job_id)
+        .bind(&self.worker)
+        .bind(self.attempts_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        held.ok_or(JobError::LeaseLost)
+    }
+}
+
+pub(crate) async fn insert_attempt_tx(
+    tx: &mut sqlx::PgConnection,
+    ctx: &JobContext,
+    outcome: &str,
+    error: Option<&str>,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into job_attempt (job_id, queue, kind, attempt, worker, outcome, error, started_at, retry_at)
+         values ($1, $2, $3, $4, $5, $6, left($7, 4000), $8, $9)",
+    )
+    .bind(&ctx.job_id)
+    .bind(ctx.queue.name())
+    .bind(&ctx.kind)
+    .bind(ctx.attempt())
+    .bind(&ctx.worker)
+    .bind(outcome)
+    .bind(error)
+    .bind(ctx.started_at)
+    .bind(retry_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+type ErasedHandler = Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFuture + Send + Sync>;
+
+/// Maps stable job kinds to their handlers. Built once at start-up.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, (Queue, ErasedHandler)>,
+}
+
+impl Registry {
+    /// Registers the handler of job kind `J`. Arguments that do not decode into `J` fail the job permanently.
+    pub fn register<J, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        J: Job,
+        F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |ctx, args| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let args: J = decode_args(args)?;
+                handler(ctx, args).await
+            })
+        });
+        self.handlers.insert(J::KIND, (J::QUEUE, erased));
+        self
+    }
+
+    pub(crate) fn handler(&self, kind: &str) -> Option<&(Queue, ErasedHandler)> {
+        self.handlers.get(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, Queue)> + '_ {
+        self.handlers
+            .iter()
+            .map(|(kind, (queue, _))| (*kind, *queue))
+    }
+}
+
+fn decode_args<J: DeserializeOwned>(args: serde_json::Value) -> Result<J, JobError> {
+    serde_json::from_value(args).map_err(|error| {
+        JobError::permanent(
+            "invalid_job_arguments",
+            format!("job arguments do not match the job kind: {error}"),
+        )
+    })
+}
+
+/// Decodes the stored bytes of a job into its envelope.
+pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| format!("job payload is not a valid envelope: {error}"))
+}

@@ -1,0 +1,14 @@
+//! The job engine PayCore builds on apalis: transactional enqueue, explicit queues, persisted backoff, dead jobs,
+//! fencing, job control and exactly-once cron. See `docs/job-engine.md` for the design and its reasons.
+
+pub mod builtin;
+pub mod control;
+pub mod enqueue;
+pub mod handler;
+pub mod queue;
+pub mod scheduler;
+pub mod worker;
+
+pub use enqueue::{enqueue_tx, Job, NewJob};
+pub use handler::{JobContext, JobError, Registry};
+pub use queue::Queue;

@@ -1,0 +1,300 @@
+//! Worker processes: one apalis worker per served queue, all dispatching through the same registry.
+//!
+//! apalis runs the fetch loop, heartbeats, pub/sub wake-ups, concurrency limits and graceful shutdown. This module
+//! adds what apalis-postgres 1.0 lacks: decoding failures that kill only the job, persisted backoff (the job's
+//! `run_at` is moved in the database), permanent failures that fail the operation, an attempt history, and the
+//! fenced completion described in `handler.rs`.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use apalis::prelude::{
+    AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
+    WorkerContext,
+};
+use apalis_postgres::{Config as ApalisConfig, PostgresStorage};
+use chrono::Utc;
+use futures::FutureExt;
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use super::{
+    handler::{decode_envelope, insert_attempt_tx, JobContext, JobError, Registry},
+    queue::Queue,
+};
+use crate::{config::EngineConfig, operation};
+
+/// What each queue's apalis worker shares.
+struct Dispatcher {
+    pool: PgPool,
+    registry: Arc<Registry>,
+    queue: Queue,
+}
+
+/// Options of one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queues: Vec<Queue>,
+    pub engine: EngineConfig,
+    /// A prefix that makes this process's worker names unique across hosts and processes.
+    pub instance: String,
+}
+
+impl WorkerOptions {
+    pub fn new(queues: Vec<Queue>, engine: EngineConfig) -> Self {
+        Self {
+            queues,
+            engine,
+            instance: default_instance_name(),
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process, readable on the dashboard.
+pub fn default_instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
+    let suffix: u32 = rand::random::<u32>() % 100_000;
+    format!("{host}-{}-{suffix:05}", std::process::id())
+}
+
+/// The apalis storage of one queue, configured with PayCore's heartbeat and rescue window.
+fn storage_for(pool: &PgPool, queue: Queue, engine: &EngineConfig) -> PostgresStorage<Vec<u8>> {
+    let config = ApalisConfig::default()
+        .queue(queue.name())
+        .batch_size(engine.batch_size)
+        .heartbeat_interval(engine.heartbeat)
+        .missed_heartbeats(engine.missed_heartbeats);
+    PostgresStorage::new(pool).with_config(config)
+}
+
+/// Runs workers for `options.queues` until `shutdown` resolves, then stops fetching, lets in-flight jobs finish
+/// within the grace period and hands back jobs that were fetched but not started.
+pub async fn run_workers(
+    pool: PgPool,
+    registry: Arc<Registry>,
+    options: WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut monitor = Monitor::new().shutdown_timeout(options.engine.shutdown_grace);
+    for queue in options.queues.iter().copied() {
+        let dispatcher = Arc::new(Dispatcher {
+            pool: pool.clone(),
+            registry: Arc::clone(&registry),
+            queue,
+        });
+        let storage = storage_for(&pool, queue, &options.engine);
+        let concurrency = options.engine.concurrency_of(queue);
+        let name = format!("{}-{}", options.instance, queue.name());
+        monitor = monitor.register(move |index| {
+            WorkerBuilder::new(format!("{name}-{index}"))
+                .backend(storage.clone().with_pubsub())
+                .data(Arc::clone(&dispatcher))
+                .concurrency(concurrency)
+                .build(run_job)
+        });
+    }
+    tracing::info!(queues = ?options.queues, instance = %options.instance, "workers starting");
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new jobs are fetched; in-flight jobs finish");
+            Ok(())
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("worker monitor stopped: {error}"))?;
+    tracing::info!("workers stopped");
+    Ok(())
+}
+
+/// The apalis service of every queue: decode, dispatch, classify.
+async fn run_job(
+    bytes: Vec<u8>,
+    task_id: TaskId,
+    attempt: Attempt,
+    worker: WorkerContext,
+    dispatcher: Data<Arc<Dispatcher>>,
+) -> Result<(), BoxDynError> {
+    // apalis counts this run before the handler starts; the row still holds the earlier count until the ack.
+    let attempts_before = i32::try_from(attempt.current().saturating_sub(1)).unwrap_or(i32::MAX);
+    let mut ctx = JobContext {
+        pool: dispatcher.pool.clone(),
+        job_id: task_id.to_string(),
+        queue: dispatcher.queue,
+        kind: String::from("(undecodable)"),
+        operation_id: None,
+        worker: worker.name().to_owned(),
+        attempts_before,
+        started_at: Utc::now(),
+    };
+    let span = tracing::info_span!(
+        "job", job_id = %ctx.job_id, queue = %ctx.queue, attempt = ctx.attempt(),
+        kind = tracing::field::Empty, operation_id = tracing::field::Empty
+    );
+    async move {
+        let outcome = dispatch(&dispatcher, &mut ctx, &bytes).await;
+        finish(&ctx, outcome).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(
+    dispatcher: &Dispatcher,
+    ctx: &mut JobContext,
+    bytes: &[u8],
+) -> Result<(), JobError> {
+    let envelope = decode_envelope(bytes).map_err(|message| JobError::Permanent {
+        code: super::handler::FailureCode("undecodable_job"),
+        message,
+    })?;
+    ctx.kind = envelope.kind.clone();
+    ctx.operation_id = envelope.operation_id;
+    let span = tracing::Span::current();
+    span.record("kind", ctx.kind.as_str());
+    if let Some(operation_id) = ctx.operation_id {
+        span.record("operation_id", tracing::field::display(operation_id));
+    }
+    let Some((queue, handler)) = dispatcher.registry.handler(&envelope.kind) else {
+        return Err(JobError::permanent(
+            "unknown_job_kind",
+            format!("no handler is registered for job kind {:?}", envelope.kind),
+        ));
+    };
+    if *queue != dispatcher.queue {
+        return Err(JobError::permanent(
+            "wrong_queue",
+            format!(
+                "job kind {:?} belongs on queue {queue}, not {}",
+                envelope.kind, dispatcher.queue
+            ),
+        ));
+    }
+    // A panicking handler is a bug; it must not take the worker down. The job is retried like a transient
+    // failure so that, once fixed, nothing was lost; the panic message goes into its error history.
+    match AssertUnwindSafe(handler(ctx.clone(), envelope.args))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "handler panicked".into());
+            Err(JobError::Transient(format!("handler panicked: {message}")))
+        }
+    }
+}
+
+/// Records how a run ended, in a fenced transaction, and tells apalis what to store.
+async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), BoxDynError> {
+    let error = match outcome {
+        Ok(()) => {
+            tracing::debug!("job succeeded");
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    if matches!(error, JobError::LeaseLost) {
+        tracing::warn!("job lease lost to another worker; this run's effects were rolled back");
+        return Err(Box::new(error));
+    }
+    let mut attempts = 0;
+    loop {
+        match record_failure(ctx, &error).await {
+            Ok(()) => break,
+            Err(JobError::LeaseLost) => {
+                tracing::warn!("job lease lost before its failure could be recorded");
+                break;
+            }
+            Err(record_error) if attempts < FAILURE_RECORD_TRIES => {
+                attempts += 1;
+                tracing::warn!(error = %record_error, "recording a job failure failed; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
+            }
+            Err(record_error) => {
+                // The row stays locked by this worker; apalis's ack or a rescue will make it runnable again.
+                tracing::error!(error = %record_error, "could not record a job failure");
+                break;
+            }
+        }
+    }
+    match error {
+        JobError::Permanent { .. } => {
+            tracing::warn!(error = %error, "job failed permanently");
+            Err(Box::new(AbortError::new(error)))
+        }
+        other => {
+            tracing::info!(error = %other, "job failed; it will be retried");
+            Err(Box::new(other))
+        }
+    }
+}
+
+/// Recording a failure is itself retried a few times (the database may be restarting).
+const FAILURE_RECORD_TRIES: u32 = 3;
+
+async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobError> {
+    let mut tx = ctx.pool.begin().await?;
+    let attempts_max = ctx.check_lease_tx(&mut tx).await?;
+    let message = error.to_string();
+    match error {
+        JobError::Permanent { code, .. } => {
+            let outcome = if code.0 == "undecodable_job" {
+                "undecodable"
+            } else {
+                "permanent"
+            };
+            sqlx::query(
+                "update apalis.jobs set status = 'Killed', attempts = $2, done_at = now(),
+                     last_result = jsonb_build_object('Err', $3::text)
+                 where id = $1",
+            )
+            .bind(&ctx.job_id)
+            .bind(ctx.attempt())
+            .bind(&message)
+            .execute(&mut *tx)
+            .await?;
+            insert_attempt_tx(&mut tx, ctx, outcome, Some(&message), None).await?;
+            if let Some(operation_id) = ctx.operation_id {
+                operation::fail_tx(&mut tx, operation_id, code.0, &message).await?;
+            }
+        }
+        JobError::Transient(_) | JobError::RetryAfter { .. } => {
+            let (outcome, delay) = match error {
+                JobError::RetryAfter { after, .. } => ("retry_after", *after),
+                _ => {
+                    let attempt = u32::try_from(ctx.attempt()).unwrap_or(u32::MAX);
+                    ("transient", ctx.queue.retry_policy().delay_after(attempt))
+                }
+            };
+            let exhausted = ctx.attempt() >= attempts_max;
+            let retry_at = (!exhausted).then(|| {
+                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+            });
+            sqlx::query(
+                "update apalis.jobs set status = 'Failed', attempts = $2, done_at = now(),
+                     run_at = coalesce($3, run_at), last_result = jsonb_build_object('Err', $4::text)
+                 where id = $1",
+            )
+            .bind(&ctx.job_id)
+            .bind(ctx.attempt())
+            .bind(retry_at)
+            .bind(&message)
+            .execute(&mut *tx)
+            .await?;
+            insert_attempt_tx(&mut tx, ctx, outcome, Some(&message), retry_at).await?;
+            if exhausted {
+                tracing::error!(
+                    "job exhausted its attempts and is dead; retry it from the dashboard"
+                );
+            }
+        }
+        JobError::LeaseLost => return Err(JobError::LeaseLost),
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! PayCore's core library: configuration, storage, the job engine, operations and (in later modules) the money
+//! domain and provider adapters. Nothing here knows about HTTP; the `api`, `worker` and `scheduler` binaries wire it.
+
+pub mod config;
+pub mod db;
+pub mod devdb;
+pub mod engine;
+pub mod operation;
+pub mod runtime;
+pub mod telemetry;

@@ -1,0 +1,190 @@
+//! Operations: the durable intents behind every request that moves money or talks to a provider.
+//!
+//! The API inserts an operation and its job in one transaction; workers move it through
+//! `pending → processing → succeeded | failed | cancelled`. Transitions are guarded in SQL (`where status in …`)
+//! so two writers cannot both settle one operation, and each transition notifies `paycore_operation` so that
+//! waiting requests and event streams on any api process learn of it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The Postgres channel that carries operation status changes (`{"operation_id", "owner_id", "status"}`).
+pub const OPERATION_CHANNEL: &str = "paycore_operation";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Pending,
+    Processing,
+    RequiresAction,
+    RequiresApproval,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::RequiresAction => "requires_action",
+            Self::RequiresApproval => "requires_approval",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Processing,
+            Self::RequiresAction,
+            Self::RequiresApproval,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == raw)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// The statuses from which an operation may still settle, as a SQL list.
+const OPEN_STATUSES: &str = "('pending', 'processing', 'requires_action', 'requires_approval')";
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Operation {
+    pub operation_id: Uuid,
+    pub kind: String,
+    pub owner_id: Option<Uuid>,
+    pub status: String,
+    pub request: serde_json::Value,
+    pub result: Option<serde_json::Value>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+impl Operation {
+    pub fn status(&self) -> OperationStatus {
+        OperationStatus::parse(&self.status).unwrap_or(OperationStatus::Pending)
+    }
+}
+
+/// Records a new pending operation in the caller's transaction.
+pub async fn insert_tx(
+    tx: &mut PgConnection,
+    kind: &str,
+    owner_id: Option<Uuid>,
+    request: &serde_json::Value,
+) -> Result<Uuid, sqlx::Error> {
+    let operation_id = Uuid::now_v7();
+    sqlx::query(
+        "insert into operation (operation_id, kind, owner_id, request) values ($1, $2, $3, $4)",
+    )
+    .bind(operation_id)
+    .bind(kind)
+    .bind(owner_id)
+    .bind(request)
+    .execute(&mut *tx)
+    .await?;
+    Ok(operation_id)
+}
+
+pub async fn get(pool: &PgPool, operation_id: Uuid) -> Result<Option<Operation>, sqlx::Error> {
+    sqlx::query_as("select * from operation where operation_id = $1")
+        .bind(operation_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Moves an open operation to `status`; returns false if it had already settled (nothing changes then).
+async fn transition_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+    status: OperationStatus,
+    result: Option<&serde_json::Value>,
+    failure: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
+    let settled = status.is_terminal();
+    let changed = sqlx::query(AssertSqlSafe(format!(
+        "update operation set status = $2, result = coalesce($3, result), failure_code = $4,
+             failure_message = left($5, 1000), updated_at = now(),
+             settled_at = case when $6 then now() else null end
+         where operation_id = $1 and status in {OPEN_STATUSES}"
+    )))
+    .bind(operation_id)
+    .bind(status.as_str())
+    .bind(result)
+    .bind(failure.map(|(code, _)| code))
+    .bind(failure.map(|(_, message)| message))
+    .bind(settled)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if changed {
+        sqlx::query(
+            "select pg_notify($1, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
+                 'status', status)::text) from operation where operation_id = $2",
+        )
+        .bind(OPERATION_CHANNEL)
+        .bind(operation_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(changed)
+}
+
+pub async fn mark_processing_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    transition_tx(tx, operation_id, OperationStatus::Processing, None, None).await
+}
+
+pub async fn succeed_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+    result: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    transition_tx(
+        tx,
+        operation_id,
+        OperationStatus::Succeeded,
+        Some(result),
+        None,
+    )
+    .await
+}
+
+/// Fails an open operation with a precise code. Compensations (voiding holds) belong in the same transaction.
+pub async fn fail_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+    code: &str,
+    message: &str,
+) -> Result<bool, sqlx::Error> {
+    transition_tx(
+        tx,
+        operation_id,
+        OperationStatus::Failed,
+        None,
+        Some((code, message)),
+    )
+    .await
+}
+
+pub async fn cancel_tx(tx: &mut PgConnection, operation_id: Uuid) -> Result<bool, sqlx::Error> {
+    transition_tx(tx, operation_id, OperationStatus::Cancelled, None, None).await
+}

@@ -1,0 +1,104 @@
+//! What every PayCore process shares: the job registry, the schedule list, the database connection with
+//! migrations, and the shutdown signal. The binaries are a few lines over these.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::{
+    config::{Config, EngineConfig},
+    db, devdb,
+    engine::{builtin, scheduler::ScheduleDef, Registry},
+};
+
+/// The name of the database the local cluster serves when `DATABASE_URL` is unset.
+pub const LOCAL_DATABASE: &str = "paycore";
+
+/// Every job kind PayCore runs, with its handler.
+pub fn registry(engine: &EngineConfig) -> Arc<Registry> {
+    let mut registry = Registry::default();
+    builtin::register(&mut registry, engine.job_retention);
+    Arc::new(registry)
+}
+
+/// Every schedule PayCore fires.
+pub fn schedules() -> Vec<ScheduleDef> {
+    crate::engine::scheduler::engine_schedules()
+}
+
+/// Connects (provisioning a local PostgreSQL when no `DATABASE_URL` is set) and applies migrations.
+pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
+    let configured = config.database_url.as_ref().map(|url| url.expose());
+    let url = devdb::ensure_database_url(configured, LOCAL_DATABASE).await?;
+    let pool = db::connect(&url, config.database_max_connections).await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {},
+        result = tokio::signal::ctrl_c() => {
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot listen for SIGINT");
+                std::future::pending::<()>().await;
+            }
+        },
+    }
+}
+
+/// `--queues payments,cards` (or `WORKER_QUEUES`); every queue when neither is given.
+pub fn queues_from_args(args: &[String]) -> anyhow::Result<Vec<crate::engine::Queue>> {
+    let mut raw = std::env::var("WORKER_QUEUES").unwrap_or_default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if let Some(value) = arg.strip_prefix("--queues=") {
+            raw = value.to_owned();
+        } else if arg == "--queues" {
+            raw = iter.next().cloned().unwrap_or_default();
+        } else {
+            anyhow::bail!(
+                "unknown argument {arg:?}; usage: paycore-worker [--queues payments,emails,...]"
+            );
+        }
+    }
+    crate::engine::queue::parse_queue_list(&raw).map_err(|error| anyhow::anyhow!(error))
+}
+
+/// The worker process: serves the chosen queues until SIGTERM/SIGINT.
+pub async fn worker_main(args: &[String]) -> anyhow::Result<()> {
+    let config = Config::from_process_env()?;
+    crate::telemetry::init(config.log_format);
+    let queues = queues_from_args(args)?;
+    let pool = connect_and_migrate(&config).await?;
+    let options = crate::engine::worker::WorkerOptions::new(queues, config.engine.clone());
+    crate::engine::worker::run_workers(pool, registry(&config.engine), options, shutdown_signal())
+        .await
+}
+
+/// The scheduler process: fires every schedule's ticks until SIGTERM/SIGINT. Replicas are safe.
+pub async fn scheduler_main() -> anyhow::Result<()> {
+    let config = Config::from_process_env()?;
+    crate::telemetry::init(config.log_format);
+    let pool = connect_and_migrate(&config).await?;
+    crate::engine::scheduler::run_scheduler(
+        pool,
+        schedules(),
+        config.engine.scheduler_poll,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! `paycore-scheduler`: fires cron schedules. Any number of replicas fire each tick exactly once.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paycore_jobs::runtime::scheduler_main().await
+}
