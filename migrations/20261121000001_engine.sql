@@ -123,3 +123,9 @@ as $$
         else 'pending'
     end
 $$;
+
+-- apalis decodes a job's payload before any PayCore code runs, and a payload that is not JSON ends the worker
+-- that fetched it. No such row may exist: the payload must be a JSON object (a failed conversion rejects the
+-- insert just like a false check).
+alter table apalis.jobs add constraint jobs_payload_is_json_object
+    check (jsonb_typeof(convert_from(job, 'UTF8')::jsonb) = 'object');

@@ -80,6 +80,8 @@ pub struct EngineConfig {
     pub job_retention: Duration,
     /// How often the scheduler looks for due ticks.
     pub scheduler_poll: Duration,
+    /// Replaces every queue's first backoff delay (the curve keeps its shape and caps). For tests and drills.
+    pub retry_base: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -88,6 +90,15 @@ impl EngineConfig {
             .get(&queue)
             .copied()
             .unwrap_or(DEFAULT_QUEUE_CONCURRENCY)
+    }
+
+    /// The retry policy of `queue`, with the configured base delay if one is set.
+    pub fn retry_policy(&self, queue: Queue) -> crate::engine::queue::RetryPolicy {
+        let mut policy = queue.retry_policy();
+        if let Some(base) = self.retry_base {
+            policy.base = base;
+        }
+        policy
     }
 
     /// After this long without a heartbeat a worker is presumed dead and its jobs are rescued.
@@ -111,6 +122,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(30),
             job_retention: Duration::from_secs(7 * 24 * 3600),
             scheduler_poll: Duration::from_millis(250),
+            retry_base: None,
         }
     }
 }
@@ -222,6 +234,10 @@ impl Config {
                 )?,
             ),
             scheduler_poll: env.millis("SCHEDULER_POLL_MS", defaults.scheduler_poll)?,
+            retry_base: match env.get("RETRY_BASE_MS") {
+                None => None,
+                Some(_) => Some(env.millis("RETRY_BASE_MS", Duration::ZERO)?),
+            },
         };
         if engine.heartbeat < Duration::from_millis(200) || engine.missed_heartbeats < 2 {
             return Err(ConfigError::Invalid {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     enqueue::{Envelope, Job},
-    queue::Queue,
+    queue::{Queue, RetryPolicy},
 };
 
 /// The precise reason an operation failed permanently, as stored in `operation.failure_code`.
@@ -73,6 +73,8 @@ pub struct JobContext {
     /// The number of earlier runs, as stored in the row when this run fetched it.
     pub attempts_before: i32,
     pub started_at: DateTime<Utc>,
+    /// How this job's queue backs off after a transient failure.
+    pub retry_policy: RetryPolicy,
 }
 
 impl JobContext {
@@ -192,8 +194,8 @@ fn decode_args<J: DeserializeOwned>(args: serde_json::Value) -> Result<J, JobErr
     })
 }
 
-/// Decodes the stored bytes of a job into its envelope.
-pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
-    serde_json::from_slice(bytes)
+/// Decodes the stored payload of a job into its envelope.
+pub(crate) fn decode_envelope(payload: serde_json::Value) -> Result<Envelope, String> {
+    serde_json::from_value(payload)
         .map_err(|error| format!("job payload is not a valid envelope: {error}"))
 }

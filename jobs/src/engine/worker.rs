@@ -28,7 +28,11 @@ struct Dispatcher {
     pool: PgPool,
     registry: Arc<Registry>,
     queue: Queue,
+    retry_policy: super::queue::RetryPolicy,
 }
+
+/// How long a failed worker waits before it restarts.
+const WORKER_RESTART_PAUSE: Duration = Duration::from_millis(500);
 
 /// Options of one worker process.
 #[derive(Debug, Clone)]
@@ -60,7 +64,15 @@ pub fn default_instance_name() -> String {
 }
 
 /// The apalis storage of one queue, configured with PayCore's heartbeat and rescue window.
-fn storage_for(pool: &PgPool, queue: Queue, engine: &EngineConfig) -> PostgresStorage<Vec<u8>> {
+///
+/// The arguments are taken as any JSON value and decoded by the dispatcher: apalis decodes before the handler
+/// runs, and a decoding error there ends the whole worker, so only our code may reject a payload. (Payloads that
+/// are not JSON at all cannot be inserted: `apalis.jobs` has a CHECK for that.)
+fn storage_for(
+    pool: &PgPool,
+    queue: Queue,
+    engine: &EngineConfig,
+) -> PostgresStorage<serde_json::Value> {
     let config = ApalisConfig::default()
         .queue(queue.name())
         .batch_size(engine.batch_size)
@@ -77,12 +89,22 @@ pub async fn run_workers(
     options: WorkerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mut monitor = Monitor::new().shutdown_timeout(options.engine.shutdown_grace);
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(options.engine.shutdown_grace)
+        .should_restart(|worker, error| {
+            // A worker's loop ends on a backend error (the database restarting, a lost connection). Restart it
+            // after a pause, so an outage is ridden out rather than spun on. The callback is synchronous; the
+            // pause blocks one runtime thread briefly, only while the database is unreachable.
+            tracing::error!(worker = worker.name(), %error, "worker stopped on an error; restarting it");
+            std::thread::sleep(WORKER_RESTART_PAUSE);
+            true
+        });
     for queue in options.queues.iter().copied() {
         let dispatcher = Arc::new(Dispatcher {
             pool: pool.clone(),
             registry: Arc::clone(&registry),
             queue,
+            retry_policy: options.engine.retry_policy(queue),
         });
         let storage = storage_for(&pool, queue, &options.engine);
         let concurrency = options.engine.concurrency_of(queue);
@@ -110,7 +132,7 @@ pub async fn run_workers(
 
 /// The apalis service of every queue: decode, dispatch, classify.
 async fn run_job(
-    bytes: Vec<u8>,
+    payload: serde_json::Value,
     task_id: TaskId,
     attempt: Attempt,
     worker: WorkerContext,
@@ -127,13 +149,14 @@ async fn run_job(
         worker: worker.name().to_owned(),
         attempts_before,
         started_at: Utc::now(),
+        retry_policy: dispatcher.retry_policy,
     };
     let span = tracing::info_span!(
         "job", job_id = %ctx.job_id, queue = %ctx.queue, attempt = ctx.attempt(),
         kind = tracing::field::Empty, operation_id = tracing::field::Empty
     );
     async move {
-        let outcome = dispatch(&dispatcher, &mut ctx, &bytes).await;
+        let outcome = dispatch(&dispatcher, &mut ctx, payload).await;
         finish(&ctx, outcome).await
     }
     .instrument(span)
@@ -143,9 +166,9 @@ async fn run_job(
 async fn dispatch(
     dispatcher: &Dispatcher,
     ctx: &mut JobContext,
-    bytes: &[u8],
+    payload: serde_json::Value,
 ) -> Result<(), JobError> {
-    let envelope = decode_envelope(bytes).map_err(|message| JobError::Permanent {
+    let envelope = decode_envelope(payload).map_err(|message| JobError::Permanent {
         code: super::handler::FailureCode("undecodable_job"),
         message,
     })?;
@@ -268,7 +291,7 @@ async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobErr
                 JobError::RetryAfter { after, .. } => ("retry_after", *after),
                 _ => {
                     let attempt = u32::try_from(ctx.attempt()).unwrap_or(u32::MAX);
-                    ("transient", ctx.queue.retry_policy().delay_after(attempt))
+                    ("transient", ctx.retry_policy.delay_after(attempt))
                 }
             };
             let exhausted = ctx.attempt() >= attempts_max;
