@@ -61,7 +61,7 @@ create table job_event (
     actor        text        not null,
     detail       text,
     created_at   timestamptz not null default now(),
-    constraint job_event_action_known check (action in ('retry', 'cancel', 'discard'))
+    constraint job_event_action_known check (action in ('retry', 'cancel', 'discard', 'rescue', 'handback'))
 );
 create index job_event_job_idx on job_event (job_id, job_event_id);
 
@@ -129,3 +129,23 @@ $$;
 -- insert just like a false check).
 alter table apalis.jobs add constraint jobs_payload_is_json_object
     check (jsonb_typeof(convert_from(job, 'UTF8')::jsonb) = 'object');
+
+-- apalis re-queues a dead worker's jobs (rescue) and a stopping worker's unstarted jobs (hand-back) by rewriting
+-- the row; this trigger keeps a record of each, for the job's history and the rescue metrics.
+create function record_job_requeue() returns trigger
+language plpgsql
+as $$
+begin
+    if new.status = 'Pending' and old.status in ('Queued', 'Running') then
+        if new.last_result ->> 'Err' like 'Re-enqueued due to worker heartbeat timeout%' then
+            insert into job_event (job_id, action, actor, detail) values (new.id, 'rescue', 'engine', old.lock_by);
+        elsif new.last_result ->> 'Err' like 'Re-enqueued due to worker shutdown%' then
+            insert into job_event (job_id, action, actor, detail) values (new.id, 'handback', 'engine', old.lock_by);
+        end if;
+    end if;
+    return new;
+end;
+$$;
+
+create trigger jobs_record_requeue after update of status on apalis.jobs
+    for each row when (old.status is distinct from new.status) execute function record_job_requeue();

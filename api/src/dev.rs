@@ -1,0 +1,58 @@
+//! The development command: api, workers on every queue and the scheduler in one process, against the local
+//! PostgreSQL that is provisioned when `DATABASE_URL` is unset.
+
+use paycore_jobs::{
+    config::Config,
+    engine::{
+        scheduler::run_scheduler,
+        worker::{run_workers, WorkerOptions},
+        Queue,
+    },
+    runtime,
+};
+use tokio::sync::watch;
+
+use crate::AppState;
+
+pub async fn dev_main() -> anyhow::Result<()> {
+    let config = Config::from_process_env()?;
+    paycore_jobs::telemetry::init(config.log_format);
+    let pool = runtime::connect_and_migrate(&config).await?;
+
+    // One signal stops all three parts.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    tokio::spawn(async move {
+        runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let base = format!("http://{}:{}", config.host, config.port);
+    println!(
+        "\nPayCore is starting.\n  API:       {base}/api/v1\n  API docs:  {base}/docs\n  OpenAPI:   {base}/openapi.json\n  Health:    {base}/healthz  {base}/readyz  {base}/metrics\n"
+    );
+
+    let workers = tokio::spawn(run_workers(
+        pool.clone(),
+        runtime::registry(&config.engine),
+        WorkerOptions::new(Queue::ALL.to_vec(), config.engine.clone()),
+        stopped(),
+    ));
+    let scheduler = tokio::spawn(run_scheduler(
+        pool.clone(),
+        runtime::schedules(),
+        config.engine.scheduler_poll,
+        stopped(),
+    ));
+    let api = crate::serve(AppState::new(pool, config), stopped());
+    let (api, workers, scheduler) = tokio::join!(api, workers, scheduler);
+    api?;
+    workers??;
+    scheduler??;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The API's one error type and its JSON shape (ARCHITECTURE §5):
+//! `{"error": {"type", "code", "message", "param"}}` with the matching status.
+//!
+//! Endpoints return `ApiError`; parse failures of poem-openapi come through `bad_request`; anything else poem
+//! produces on its own (unknown route, wrong method, oversize body) is reshaped by the `observe` middleware with
+//! `from_status`. A 500 never carries its cause: the cause chain is logged with the request id.
+
+use poem::http::StatusCode;
+use poem_openapi::{payload::Json, ApiResponse, Object};
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    /// `invalid_request`, `authentication`, `permission`, `not_found`, `conflict`, `rate_limit` or `api`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A precise, stable, machine-readable code such as `insufficient_funds`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The request field the error is about, when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    pub param: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum ApiError {
+    /// The request is malformed or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or invalid credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// Authenticated, but not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource (or not yours).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request conflicts with the current state, or one with the same idempotency key is in flight.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Well-formed but refused by a business rule.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Too many requests.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
+    /// Something went wrong on our side.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn body(
+    kind: &str,
+    code: &str,
+    message: impl Into<String>,
+    param: Option<&str>,
+) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: ErrorDetail {
+            kind: kind.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+            param: param.map(str::to_owned),
+        },
+    })
+}
+
+impl ApiError {
+    pub fn invalid(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::BadRequest(body("invalid_request", code, message, param))
+    }
+    pub fn unauthenticated(code: &str, message: impl Into<String>) -> Self {
+        Self::Unauthorized(body("authentication", code, message, None))
+    }
+    pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
+        Self::Forbidden(body("permission", code, message, None))
+    }
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::NotFound(body("not_found", code, message, None))
+    }
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::Conflict(body("conflict", code, message, None))
+    }
+    pub fn rejected(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::Unprocessable(body("invalid_request", code, message, param))
+    }
+    pub fn rate_limited(code: &str, message: impl Into<String>) -> Self {
+        Self::TooManyRequests(body("rate_limit", code, message, None))
+    }
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        Self::Unavailable(body("api", code, message, None))
+    }
+
+    /// An infrastructure failure: logged in full, answered generically.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        let error = error.into();
+        tracing::error!(error = format!("{error:#}"), "internal error");
+        Self::Internal(body(
+            "api",
+            "internal_error",
+            "An internal error occurred.",
+            None,
+        ))
+    }
+
+    /// The error shape for a status that poem produced by itself, keeping its message when it is safe to show.
+    pub fn from_status(status: StatusCode, poem_message: &str) -> Json<ErrorBody> {
+        let message = if poem_message.trim().is_empty() || status.is_server_error() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            poem_message.trim().to_owned()
+        };
+        match status {
+            StatusCode::NOT_FOUND => body("not_found", "route_not_found", "No such route.", None),
+            StatusCode::METHOD_NOT_ALLOWED => body(
+                "invalid_request",
+                "method_not_allowed",
+                "This method is not allowed on this route.",
+                None,
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                body("invalid_request", "payload_too_large", message, None)
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                body("invalid_request", "unsupported_content_type", message, None)
+            }
+            StatusCode::UNAUTHORIZED => body("authentication", "unauthenticated", message, None),
+            StatusCode::FORBIDDEN => body("permission", "forbidden", message, None),
+            StatusCode::CONFLICT => body("conflict", "conflict", message, None),
+            StatusCode::TOO_MANY_REQUESTS => body("rate_limit", "rate_limited", message, None),
+            status if status.is_server_error() => {
+                body("api", "internal_error", "An internal error occurred.", None)
+            }
+            _ => body("invalid_request", "invalid_request", message, None),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// poem-openapi's parse errors (bad JSON, wrong content type, missing or invalid parameters) in our shape.
+fn bad_request(error: poem::Error) -> ApiError {
+    let message = error.to_string();
+    let status = error.status();
+    if status == StatusCode::UNAUTHORIZED {
+        return ApiError::unauthenticated("unauthenticated", "A valid bearer token is required.");
+    }
+    let param = error
+        .downcast_ref::<poem_openapi::error::ParseParamError>()
+        .map(|e| e.name.to_owned());
+    let code = if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
+        "malformed_body"
+    } else if error.is::<poem_openapi::error::ContentTypeError>() {
+        "unsupported_content_type"
+    } else if param.is_some() {
+        "invalid_parameter"
+    } else {
+        "invalid_request"
+    };
+    ApiError::BadRequest(body("invalid_request", code, message, param.as_deref()))
+}

@@ -1,0 +1,211 @@
+//! The HTTP front of PayCore: a poem-openapi service that authenticates, validates and records intents, and the
+//! middleware every request goes through. `build_app` is what the binary and the tests both serve.
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{
+    http::{header, HeaderValue, StatusCode},
+    listener::{Acceptor, Listener, TcpListener},
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+};
+use poem_openapi::OpenApiService;
+use sqlx::PgPool;
+use tracing::Instrument;
+
+pub mod dev;
+pub mod error;
+pub mod metrics;
+pub mod system;
+
+use paycore_jobs::config::Config;
+
+/// Request bodies larger than this are refused with 413 before they are parsed: every PayCore request is a small
+/// JSON document.
+pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// A client-supplied request id is echoed only if it is short and printable; otherwise a new one is made.
+const REQUEST_ID_CHARS_MAX: usize = 128;
+
+/// What every endpoint shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: Config) -> Self {
+        Self {
+            pool,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::Metrics::default()),
+        }
+    }
+}
+
+/// The OpenAPI service: every documented endpoint.
+pub fn api_service(state: &AppState) -> OpenApiService<system::SystemApi, ()> {
+    OpenApiService::new(
+        system::SystemApi {
+            state: state.clone(),
+        },
+        "PayCore API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("Wallets, a double-entry ledger, transfers and payments, run as durable jobs.")
+}
+
+/// The whole HTTP application.
+pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
+    let service = api_service(&state);
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let metrics = Arc::clone(&state.metrics);
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", service)
+        .around(move |next, request| {
+            let metrics = Arc::clone(&metrics);
+            async move { Ok(observe(next, request, &metrics).await) }
+        })
+}
+
+/// Request id, body limit, error shape, access log and metrics for every request.
+async fn observe<E: Endpoint>(
+    next: Arc<E>,
+    mut request: Request,
+    metrics: &metrics::Metrics,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= REQUEST_ID_CHARS_MAX
+                && id.chars().all(|c| c.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let mut response = async {
+        let too_large = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|length| length > REQUEST_BODY_BYTES_MAX);
+        if too_large {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is too large.",
+            );
+        }
+        // Bodies without a length (chunked) are read with the same limit.
+        let body = request.take_body();
+        match body.into_bytes_limit(REQUEST_BODY_BYTES_MAX).await {
+            Ok(bytes) => request.set_body(bytes),
+            Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is too large.",
+                )
+            }
+            Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
+        }
+        let response = match next.call(request).await {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        normalise_error(response).await
+    }
+    .instrument(span.clone())
+    .await;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    metrics.record(
+        &metrics::route_label(&path),
+        &method,
+        status.as_u16(),
+        elapsed,
+    );
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = elapsed.as_millis() as u64,
+            "request finished"
+        )
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = error::ApiError::from_status(status, message);
+    body.with_status(status).into_response()
+}
+
+/// Gives every error response that poem produced by itself (unknown route, wrong method, …) the error shape.
+async fn normalise_error(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let text = response.into_body().into_string().await.unwrap_or_default();
+    error_response(status, &text)
+}
+
+/// Serves the app on `HOST:PORT` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = format!("{}:{}", state.config.host, state.config.port);
+    let acceptor = TcpListener::bind(address.as_str()).into_acceptor().await?;
+    serve_on(acceptor, state, shutdown).await
+}
+
+/// Serves the app on an already bound acceptor (tests bind port 0 and read the address first).
+pub async fn serve_on<A: Acceptor + 'static>(
+    acceptor: A,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let Some(address) = acceptor.local_addr().first() {
+        tracing::info!(%address, "api listening");
+    }
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            build_app(state),
+            shutdown,
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The api process: `paycore-api`.
+pub async fn api_main() -> anyhow::Result<()> {
+    let config = Config::from_process_env()?;
+    paycore_jobs::telemetry::init(config.log_format);
+    let pool = paycore_jobs::runtime::connect_and_migrate(&config).await?;
+    serve(
+        AppState::new(pool, config),
+        paycore_jobs::runtime::shutdown_signal(),
+    )
+    .await
+}
