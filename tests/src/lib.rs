@@ -25,6 +25,8 @@ use paycore_jobs::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 
+pub mod app;
+
 /// A test's own database.
 pub struct TestDb {
     pub url: String,
