@@ -11,7 +11,7 @@ use super::{
     queue::Queue,
 };
 
-/// Does nothing; measures the engine's own overhead.
+/// Does nothing; measures the engine's own overhead. Runs on any queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Noop {}
 
@@ -21,7 +21,7 @@ impl Job for Noop {
 }
 
 /// Increments the counter `key` in `engine_probe`, after sleeping `sleep_ms`; the first `fail_times` attempts
-/// fail (transiently, or permanently when `permanent`).
+/// fail (transiently, or permanently when `permanent`). Runs on any queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Probe {
     pub key: String,
@@ -58,8 +58,8 @@ const PRUNE_BATCH_ROWS: i64 = 5_000;
 
 pub fn register(registry: &mut Registry, retention: Duration) {
     registry
-        .register::<Noop, _, _>(|_, _| async { Ok(()) })
-        .register::<Probe, _, _>(run_probe)
+        .register_any_queue::<Noop, _, _>(|_, _| async { Ok(()) })
+        .register_any_queue::<Probe, _, _>(run_probe)
         .register::<Prune, _, _>(move |ctx, _| prune(ctx, retention));
 }
 

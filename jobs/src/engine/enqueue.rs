@@ -66,6 +66,12 @@ impl NewJob {
         self
     }
 
+    /// Puts the job on another queue than its kind's own; only kinds registered for any queue run there.
+    pub fn on_queue(mut self, queue: Queue) -> Self {
+        self.queue = queue;
+        self
+    }
+
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.run_at = Some(at);
         self

@@ -148,15 +148,43 @@ pub(crate) async fn insert_attempt_tx(
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 type ErasedHandler = Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFuture + Send + Sync>;
 
+/// Where a job kind may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRule {
+    /// Only on its own queue (every business job).
+    Only(Queue),
+    /// On any queue (the engine's canaries: a probe on a queue proves that queue is served).
+    Any,
+}
+
 /// Maps stable job kinds to their handlers. Built once at start-up.
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: HashMap<&'static str, (Queue, ErasedHandler)>,
+    handlers: HashMap<&'static str, (QueueRule, ErasedHandler)>,
 }
 
 impl Registry {
     /// Registers the handler of job kind `J`. Arguments that do not decode into `J` fail the job permanently.
     pub fn register<J, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        J: Job,
+        F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register_with_rule::<J, F, Fut>(QueueRule::Only(J::QUEUE), handler)
+    }
+
+    /// Registers a job kind that may be enqueued on any queue (`NewJob::on_queue`).
+    pub fn register_any_queue<J, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        J: Job,
+        F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register_with_rule::<J, F, Fut>(QueueRule::Any, handler)
+    }
+
+    fn register_with_rule<J, F, Fut>(&mut self, rule: QueueRule, handler: F) -> &mut Self
     where
         J: Job,
         F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
@@ -170,18 +198,16 @@ impl Registry {
                 handler(ctx, args).await
             })
         });
-        self.handlers.insert(J::KIND, (J::QUEUE, erased));
+        self.handlers.insert(J::KIND, (rule, erased));
         self
     }
 
-    pub(crate) fn handler(&self, kind: &str) -> Option<&(Queue, ErasedHandler)> {
+    pub(crate) fn handler(&self, kind: &str) -> Option<&(QueueRule, ErasedHandler)> {
         self.handlers.get(kind)
     }
 
-    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, Queue)> + '_ {
-        self.handlers
-            .iter()
-            .map(|(kind, (queue, _))| (*kind, *queue))
+    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, QueueRule)> + '_ {
+        self.handlers.iter().map(|(kind, (rule, _))| (*kind, *rule))
     }
 }
 

@@ -179,13 +179,17 @@ async fn dispatch(
     if let Some(operation_id) = ctx.operation_id {
         span.record("operation_id", tracing::field::display(operation_id));
     }
-    let Some((queue, handler)) = dispatcher.registry.handler(&envelope.kind) else {
+    let Some((rule, handler)) = dispatcher.registry.handler(&envelope.kind) else {
         return Err(JobError::permanent(
             "unknown_job_kind",
             format!("no handler is registered for job kind {:?}", envelope.kind),
         ));
     };
-    if *queue != dispatcher.queue {
+    let wrong_queue = match *rule {
+        super::handler::QueueRule::Only(queue) => (queue != dispatcher.queue).then_some(queue),
+        super::handler::QueueRule::Any => None,
+    };
+    if let Some(queue) = wrong_queue {
         return Err(JobError::permanent(
             "wrong_queue",
             format!(
