@@ -55,7 +55,28 @@ pub struct Config {
     pub jwt_secret: Secret,
     pub log_format: LogFormat,
     pub engine: EngineConfig,
+    pub money: MoneyConfig,
 }
+
+/// Settings of accounts, wallets and transfers.
+#[derive(Debug, Clone)]
+pub struct MoneyConfig {
+    /// Credited to every new NGN wallet from the subsidy account, in kobo; 0 disables it.
+    pub initial_bonus_minor: i64,
+    /// The platform's 3-digit CBN bank code, used to compute NUBAN check digits.
+    pub bank_code: String,
+    pub fees: crate::money::FeeSchedule,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// How long a recipient has to accept a transfer that needs acceptance.
+    pub acceptance_ttl: Duration,
+    /// The first admin, created at start-up when both are set.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret>,
+}
+
+/// ₦100,000 in kobo.
+pub const DEFAULT_INITIAL_BONUS_MINOR: i64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -253,6 +274,48 @@ impl Config {
             });
         }
 
+        let fee_defaults = crate::money::FeeSchedule::default();
+        let fee_rule = |name: &'static str, default: crate::money::FeeRule| match env.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason| ConfigError::Invalid { name, reason }),
+        };
+        let bank_code = env.get("BANK_CODE").unwrap_or_else(|| "999".into());
+        if bank_code.len() != 3 || !bank_code.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConfigError::Invalid {
+                name: "BANK_CODE",
+                reason: "must be three digits".into(),
+            });
+        }
+        let initial_bonus_minor: i64 = env.parse("INITIAL_BONUS", DEFAULT_INITIAL_BONUS_MINOR)?;
+        if !(0..=crate::money::AMOUNT_MINOR_MAX).contains(&initial_bonus_minor) {
+            return Err(ConfigError::Invalid {
+                name: "INITIAL_BONUS",
+                reason: "must be between 0 and the maximum amount".into(),
+            });
+        }
+        let money = MoneyConfig {
+            initial_bonus_minor,
+            bank_code,
+            fees: crate::money::FeeSchedule {
+                transfer_external: fee_rule(
+                    "FEE_TRANSFER_EXTERNAL",
+                    fee_defaults.transfer_external,
+                )?,
+                transfer_own: fee_rule("FEE_TRANSFER_OWN", fee_defaults.transfer_own)?,
+            },
+            access_token_ttl: Duration::from_secs(env.parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl: Duration::from_secs(
+                env.parse("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+            ),
+            acceptance_ttl: Duration::from_secs(
+                env.parse("TRANSFER_ACCEPTANCE_TTL_SECONDS", 24 * 3600)?,
+            ),
+            admin_email: env.get("ADMIN_EMAIL"),
+            admin_password: env.get("ADMIN_PASSWORD").map(Secret::new),
+        };
+
         Ok(Self {
             environment,
             database_url,
@@ -262,6 +325,7 @@ impl Config {
             jwt_secret,
             log_format,
             engine,
+            money,
         })
     }
 }

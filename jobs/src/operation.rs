@@ -146,6 +146,15 @@ async fn transition_tx(
     Ok(changed)
 }
 
+/// Moves an open operation to a non-terminal waiting status (`requires_action`, `requires_approval`).
+pub async fn transition_to_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+    status: OperationStatus,
+) -> Result<bool, sqlx::Error> {
+    transition_tx(tx, operation_id, status, None, None).await
+}
+
 pub async fn mark_processing_tx(
     tx: &mut PgConnection,
     operation_id: Uuid,

@@ -18,12 +18,34 @@ pub const LOCAL_DATABASE: &str = "paycore";
 pub fn registry(engine: &EngineConfig) -> Arc<Registry> {
     let mut registry = Registry::default();
     builtin::register(&mut registry, engine.job_retention);
+    registry
+        .register::<crate::transfer::SettleTransfer, _, _>(crate::transfer::settle)
+        .register::<crate::transfer::ExpireTransfers, _, _>(crate::transfer::expire)
+        .register::<crate::audit::AuditLedger, _, _>(crate::audit::run);
     Arc::new(registry)
 }
 
 /// Every schedule PayCore fires.
 pub fn schedules() -> Vec<ScheduleDef> {
-    crate::engine::scheduler::engine_schedules()
+    use crate::engine::{scheduler::MissedTickPolicy, Job, Queue};
+    let mut schedules = crate::engine::scheduler::engine_schedules();
+    schedules.extend([
+        ScheduleDef {
+            name: "transfers.expire",
+            cron: "0 * * * * *",
+            queue: Queue::Payments,
+            kind: <crate::transfer::ExpireTransfers as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+        ScheduleDef {
+            name: "ledger.audit",
+            cron: "0 */5 * * * *",
+            queue: Queue::Reconciliation,
+            kind: <crate::audit::AuditLedger as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+    ]);
+    schedules
 }
 
 /// Connects (provisioning a local PostgreSQL when no `DATABASE_URL` is set) and applies migrations.

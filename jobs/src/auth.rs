@@ -1,0 +1,493 @@
+//! Users, passwords, sessions and tokens.
+//!
+//! Passwords are hashed with argon2id. A sign-in creates a session (the family of its refresh tokens); access
+//! tokens are short-lived JWTs naming their session, and every request checks the session is still live, so
+//! logout, logout-all, a password change or a detected refresh-token reuse refuses outstanding access tokens at
+//! once. Refresh tokens are random, stored hashed, and single-use: presenting a used one revokes its session.
+
+use std::time::Duration;
+
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Admin,
+    /// Sees everything an admin sees and can change nothing.
+    AdminReadonly,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+            Role::AdminReadonly => "admin_readonly",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Role::User, Role::Admin, Role::AdminReadonly]
+            .into_iter()
+            .find(|r| r.as_str() == raw)
+    }
+
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::Admin | Role::AdminReadonly)
+    }
+}
+
+/// Passwords: at least this long (NIST SP 800-63B) …
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// … and at most this long, so hashing cost is bounded.
+pub const PASSWORD_CHARS_MAX: usize = 128;
+
+pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)?
+        .to_string())
+}
+
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// An email address in the shape PayCore accepts: trimmed, one `@`, a dot in the domain, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let email = raw.trim();
+        let (local, domain) = email.split_once('@')?;
+        let ok = (3..=254).contains(&email.len())
+            && !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !email.contains(char::is_whitespace)
+            && !domain.contains('@');
+        ok.then(|| Self(email.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Access-token claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// The token settings.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: jsonwebtoken::EncodingKey,
+    decoding: jsonwebtoken::DecodingKey,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &str, access_ttl: Duration, refresh_ttl: Duration) -> Self {
+        Self {
+            encoding: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            decoding: jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+            access_ttl,
+            refresh_ttl,
+        }
+    }
+
+    pub fn access_token(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        role: Role,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id,
+            sid: session_id,
+            role,
+            iat: now,
+            exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(900),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )
+    }
+
+    /// Verifies the signature and expiry; the caller still checks the session.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
+/// A new refresh token: 32 random bytes, URL-safe base64. Only its SHA-256 is stored.
+fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many failed attempts")]
+    Throttled,
+    #[error("the refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("the refresh token was already used; its session has been revoked")]
+    RefreshTokenReused,
+    #[error("token signing failed")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    #[error("password hashing failed")]
+    Hash(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Opens a session and returns its first token pair.
+pub async fn open_session_tx(
+    tx: &mut PgConnection,
+    keys: &TokenKeys,
+    user_id: Uuid,
+    role: Role,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<TokenPair, AuthError> {
+    let session_id = Uuid::now_v7();
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(keys.refresh_ttl).unwrap_or(chrono::Duration::days(30));
+    sqlx::query(
+        "insert into session (session_id, user_id, expires_at, ip, user_agent) values ($1, $2, $3, $4, left($5, 300))",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(expires_at)
+    .bind(ip)
+    .bind(user_agent)
+    .execute(&mut *tx)
+    .await?;
+    issue_pair_tx(tx, keys, user_id, session_id, role, expires_at).await
+}
+
+async fn issue_pair_tx(
+    tx: &mut PgConnection,
+    keys: &TokenKeys,
+    user_id: Uuid,
+    session_id: Uuid,
+    role: Role,
+    expires_at: DateTime<Utc>,
+) -> Result<TokenPair, AuthError> {
+    let refresh_token = new_refresh_token();
+    sqlx::query(
+        "insert into refresh_token (token_hash, session_id, expires_at) values ($1, $2, $3)",
+    )
+    .bind(sha256_hex(&refresh_token))
+    .bind(session_id)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(TokenPair {
+        access_token: keys.access_token(user_id, session_id, role)?,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: keys.access_ttl.as_secs(),
+    })
+}
+
+/// Exchanges a refresh token for a new pair. A token used twice revokes its whole session.
+pub async fn refresh(
+    pool: &PgPool,
+    keys: &TokenKeys,
+    refresh_token: &str,
+) -> Result<TokenPair, AuthError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(
+        Uuid,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+        Uuid,
+        String,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "select r.session_id, r.used_at, r.expires_at, s.user_id, u.role, s.revoked_at
+         from refresh_token r join session s using (session_id) join app_user u using (user_id)
+         where r.token_hash = $1 for update of r, s",
+    )
+    .bind(sha256_hex(refresh_token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((session_id, used_at, expires_at, user_id, role, revoked_at)) = row else {
+        return Err(AuthError::InvalidRefreshToken);
+    };
+    if used_at.is_some() {
+        revoke_session_tx(&mut tx, session_id, "refresh_token_reused").await?;
+        tx.commit().await?;
+        tracing::warn!(%session_id, %user_id, "refresh token reuse detected; session revoked");
+        return Err(AuthError::RefreshTokenReused);
+    }
+    if revoked_at.is_some() || expires_at <= Utc::now() {
+        return Err(AuthError::InvalidRefreshToken);
+    }
+    sqlx::query("update refresh_token set used_at = now() where token_hash = $1")
+        .bind(sha256_hex(refresh_token))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("update session set last_used_at = now() where session_id = $1")
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+    let role = Role::parse(&role).unwrap_or(Role::User);
+    let pair = issue_pair_tx(&mut tx, keys, user_id, session_id, role, expires_at).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+pub async fn revoke_session_tx(
+    tx: &mut PgConnection,
+    session_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update session set revoked_at = now(), revoked_reason = $2 where session_id = $1 and revoked_at is null",
+    )
+    .bind(session_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live session of a user, except `keep` if given.
+pub async fn revoke_user_sessions_tx(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "update session set revoked_at = now(), revoked_reason = $3
+         where user_id = $1 and revoked_at is null and ($2::uuid is null or session_id <> $2)",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Who a valid access token belongs to, if its session is live.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub role: Role,
+    pub email: String,
+}
+
+pub async fn principal(
+    pool: &PgPool,
+    keys: &TokenKeys,
+    token: &str,
+) -> Result<Option<Principal>, sqlx::Error> {
+    let Some(claims) = keys.verify(token) else {
+        return Ok(None);
+    };
+    let row: Option<(String, String)> = sqlx::query_as(
+        "select u.role, u.email from session s join app_user u using (user_id)
+         where s.session_id = $1 and s.user_id = $2 and s.revoked_at is null and s.expires_at > now()",
+    )
+    .bind(claims.sid)
+    .bind(claims.sub)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(role, email)| Principal {
+        user_id: claims.sub,
+        session_id: claims.sid,
+        // The role is read from the user row: a demoted admin loses access without waiting for token expiry.
+        role: Role::parse(&role).unwrap_or(Role::User),
+        email,
+    }))
+}
+
+/// Failed sign-ins per account within the window before sign-in is refused.
+pub const LOGIN_FAILURES_PER_ACCOUNT_MAX: i64 = 5;
+/// Failed sign-ins per IP address within the window (an IP may front many people).
+pub const LOGIN_FAILURES_PER_IP_MAX: i64 = 30;
+/// The throttling window.
+pub const LOGIN_FAILURE_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Checks the password and opens a session; throttles repeated failures per account and per IP.
+pub async fn login(
+    pool: &PgPool,
+    keys: &TokenKeys,
+    email: &str,
+    password: &str,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<(Uuid, TokenPair), AuthError> {
+    let email_key = email.trim().to_lowercase();
+    let since = Utc::now() - LOGIN_FAILURE_WINDOW;
+    let failures: (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where scope = 'account' and subject = $1),
+                count(*) filter (where scope = 'ip' and subject = $2)
+         from login_failure where created_at > $3 and ((scope = 'account' and subject = $1) or (scope = 'ip' and subject = $2))",
+    )
+    .bind(&email_key)
+    .bind(ip.unwrap_or(""))
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    if failures.0 >= LOGIN_FAILURES_PER_ACCOUNT_MAX || failures.1 >= LOGIN_FAILURES_PER_IP_MAX {
+        return Err(AuthError::Throttled);
+    }
+    let user: Option<(Uuid, String, String)> =
+        sqlx::query_as("select user_id, password_hash, role from app_user where lower(email) = $1")
+            .bind(&email_key)
+            .fetch_optional(pool)
+            .await?;
+    // The hash is verified even for unknown emails, so timing does not reveal which emails exist.
+    let (user_id, hash, role) =
+        user.unwrap_or_else(|| (Uuid::nil(), DUMMY_HASH.clone(), "user".to_owned()));
+    let password = password.to_owned();
+    let verified = tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !verified || user_id.is_nil() {
+        sqlx::query(
+            "insert into login_failure (scope, subject) values ('account', $1), ('ip', $2)",
+        )
+        .bind(&email_key)
+        .bind(ip.unwrap_or(""))
+        .execute(pool)
+        .await?;
+        return Err(AuthError::InvalidCredentials);
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from login_failure where scope = 'account' and subject = $1")
+        .bind(&email_key)
+        .execute(&mut *tx)
+        .await?;
+    let role = Role::parse(&role).unwrap_or(Role::User);
+    let pair = open_session_tx(&mut tx, keys, user_id, role, ip, user_agent).await?;
+    tx.commit().await?;
+    Ok((user_id, pair))
+}
+
+/// A real argon2id hash of a random string, verified against when the email is unknown so that the time taken
+/// is the same as for a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let random: [u8; 16] = rand::random();
+    hash_secret(&hex::encode(random)).unwrap_or_default()
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_verify_only_against_their_own_hash() {
+        let hash = hash_secret("correct horse").expect("hash");
+        assert!(verify_secret("correct horse", &hash));
+        assert!(!verify_secret("correct horsf", &hash));
+        assert!(!verify_secret("anything", "not a hash"));
+        assert!(!verify_secret("anything", &DUMMY_HASH));
+    }
+
+    #[test]
+    fn emails_are_parsed_strictly_enough() {
+        assert!(Email::parse(" Ada@Example.com ").is_some());
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@.com",
+            "a@b@c.com",
+        ] {
+            assert!(Email::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn access_tokens_round_trip_and_reject_tampering_and_other_keys() {
+        let keys = TokenKeys::new(
+            "k".repeat(40).as_str(),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        let user = Uuid::now_v7();
+        let session = Uuid::now_v7();
+        let token = keys
+            .access_token(user, session, Role::Admin)
+            .expect("token");
+        let claims = keys.verify(&token).expect("valid");
+        assert_eq!(
+            (claims.sub, claims.sid, claims.role),
+            (user, session, Role::Admin)
+        );
+        let other = TokenKeys::new(
+            "x".repeat(40).as_str(),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        assert!(other.verify(&token).is_none());
+        assert!(keys.verify(&format!("{token}x")).is_none());
+        let expired = TokenKeys::new(
+            "k".repeat(40).as_str(),
+            Duration::ZERO,
+            Duration::from_secs(600),
+        );
+        let old = expired
+            .access_token(user, session, Role::User)
+            .expect("token");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(keys.verify(&old).is_none());
+    }
+}

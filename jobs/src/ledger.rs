@@ -1,0 +1,515 @@
+//! The double-entry ledger (ARCHITECTURE §3), in the TigerBeetle model.
+//!
+//! Every movement is an immutable `ledger_transfer` from a debit account to a credit account of one currency, and
+//! every account keeps four counters. `post_tx` applies a batch of linked transfers in the caller's transaction:
+//! all or none. Accounts are locked in id order, so concurrent batches over the same accounts queue instead of
+//! deadlocking. A wallet's no-overdraft rule is a CHECK constraint; its violation becomes
+//! `LedgerError::InsufficientFunds`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::money::{Amount, Currency};
+
+pub type AccountId = i64;
+
+/// System accounts, each a set of shards so that a hot one (every registration debits the subsidy account) does
+/// not serialise the platform on one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemAccount {
+    /// Funds welcome bonuses.
+    Subsidy,
+    /// Receives fees.
+    FeeIncome,
+}
+
+impl SystemAccount {
+    pub fn code(self) -> &'static str {
+        match self {
+            SystemAccount::Subsidy => "subsidy",
+            SystemAccount::FeeIncome => "fee_income",
+        }
+    }
+}
+
+/// Shards per system account and currency. Enough for two cores' worth of concurrent commits to rarely meet.
+pub const SYSTEM_ACCOUNT_SHARDS: i32 = 16;
+
+/// One movement in a batch.
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
+    pub flow: Flow,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub currency: Currency,
+    pub code: &'static str,
+    pub operation_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Flow {
+    /// Moves `amount` now.
+    Posted(Amount),
+    /// Reserves `amount` until posted or voided (or `expires_at`).
+    Pending {
+        amount: Amount,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Posts `amount` (at most the held amount) of pending transfer `pending_id`; the rest is released.
+    PostPending { pending_id: Uuid, amount: Amount },
+    /// Releases pending transfer `pending_id`.
+    VoidPending { pending_id: Uuid },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("account {0} would be overdrawn")]
+    InsufficientFunds(AccountId),
+    #[error("the accounts and the transfer are not all in one currency")]
+    CurrencyMismatch,
+    #[error("pending transfer {0} does not exist or does not match")]
+    PendingNotFound(Uuid),
+    #[error("pending transfer {0} was already posted or voided")]
+    AlreadyResolved(Uuid),
+    #[error("posting {requested} exceeds the {held} held by pending transfer {pending_id}")]
+    PostExceedsHold {
+        pending_id: Uuid,
+        requested: i64,
+        held: i64,
+    },
+    #[error("a counter would overflow")]
+    Overflow,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl LedgerError {
+    /// Deadlocks and serialisation failures are worth retrying with the whole transaction.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::Database(error) if is_retryable_db_error(error))
+    }
+}
+
+pub fn is_retryable_db_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001") | Some("40P01")))
+}
+
+fn constraint_of(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Creates a ledger account. Wallets get the no-overdraft rule.
+pub async fn create_wallet_account_tx(
+    tx: &mut PgConnection,
+    currency: Currency,
+) -> Result<AccountId, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into ledger_account (currency, kind, debits_must_not_exceed_credits)
+         values ($1, 'wallet', true) returning account_id",
+    )
+    .bind(currency.code())
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// One shard of a system account, created on first use.
+pub async fn system_account_tx(
+    tx: &mut PgConnection,
+    account: SystemAccount,
+    currency: Currency,
+) -> Result<AccountId, sqlx::Error> {
+    let shard = rand::random::<u32>() % SYSTEM_ACCOUNT_SHARDS as u32;
+    let shard = i32::try_from(shard).unwrap_or(0);
+    if let Some(id) = sqlx::query_scalar(
+        "select account_id from ledger_account where kind = 'system' and code = $1 and currency = $2 and shard = $3",
+    )
+    .bind(account.code())
+    .bind(currency.code())
+    .bind(shard)
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        return Ok(id);
+    }
+    sqlx::query(
+        "insert into ledger_account (currency, kind, code, shard) values ($1, 'system', $2, $3)
+         on conflict do nothing",
+    )
+    .bind(currency.code())
+    .bind(account.code())
+    .bind(shard)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_scalar(
+        "select account_id from ledger_account where kind = 'system' and code = $1 and currency = $2 and shard = $3",
+    )
+    .bind(account.code())
+    .bind(currency.code())
+    .bind(shard)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+#[derive(Default, Clone, Copy)]
+struct Delta {
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_pending: i64,
+    credits_posted: i64,
+}
+
+fn add(counter: &mut i64, value: i64) -> Result<(), LedgerError> {
+    *counter = counter.checked_add(value).ok_or(LedgerError::Overflow)?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    debit_account_id: AccountId,
+    credit_account_id: AccountId,
+    amount: i64,
+    currency: String,
+    resolved: bool,
+}
+
+/// Applies `transfers` in the caller's transaction, all or none, and returns their ids in order.
+pub async fn post_tx(
+    tx: &mut PgConnection,
+    transfers: &[NewTransfer],
+) -> Result<Vec<Uuid>, LedgerError> {
+    // Counter changes per account; holds being resolved add theirs below from the pending rows.
+    // Held amounts of the holds this batch resolves.
+    let mut resolved: Vec<(Uuid, i64)> = Vec::with_capacity(transfers.len());
+    let mut deltas: BTreeMap<AccountId, Delta> = BTreeMap::new();
+    for transfer in transfers {
+        if transfer.debit == transfer.credit {
+            return Err(LedgerError::CurrencyMismatch);
+        }
+        let debit = deltas.entry(transfer.debit).or_default();
+        match &transfer.flow {
+            Flow::Posted(amount) => add(&mut debit.debits_posted, amount.minor())?,
+            Flow::Pending { amount, .. } => add(&mut debit.debits_pending, amount.minor())?,
+            Flow::PostPending { .. } | Flow::VoidPending { .. } => {}
+        }
+        let credit = deltas.entry(transfer.credit).or_default();
+        match &transfer.flow {
+            Flow::Posted(amount) => add(&mut credit.credits_posted, amount.minor())?,
+            Flow::Pending { amount, .. } => add(&mut credit.credits_pending, amount.minor())?,
+            Flow::PostPending { .. } | Flow::VoidPending { .. } => {}
+        }
+    }
+    for transfer in transfers {
+        let (pending_id, post_amount) = match &transfer.flow {
+            Flow::PostPending { pending_id, amount } => (*pending_id, Some(amount.minor())),
+            Flow::VoidPending { pending_id } => (*pending_id, None),
+            _ => continue,
+        };
+        let row: Option<PendingRow> = sqlx::query_as(
+            "select p.debit_account_id, p.credit_account_id, p.amount, p.currency,
+                    exists(select 1 from ledger_transfer r where r.pending_id = p.transfer_id) as resolved
+             from ledger_transfer p where p.transfer_id = $1 and p.flow = 'pending'",
+        )
+        .bind(pending_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(LedgerError::PendingNotFound(pending_id))?;
+        if row.debit_account_id != transfer.debit
+            || row.credit_account_id != transfer.credit
+            || row.currency != transfer.currency.code()
+        {
+            return Err(LedgerError::PendingNotFound(pending_id));
+        }
+        if row.resolved {
+            return Err(LedgerError::AlreadyResolved(pending_id));
+        }
+        let moved = post_amount.unwrap_or(0);
+        if moved > row.amount {
+            return Err(LedgerError::PostExceedsHold {
+                pending_id,
+                requested: moved,
+                held: row.amount,
+            });
+        }
+        let debit = deltas.entry(row.debit_account_id).or_default();
+        add(&mut debit.debits_pending, -row.amount)?;
+        add(&mut debit.debits_posted, moved)?;
+        let credit = deltas.entry(row.credit_account_id).or_default();
+        add(&mut credit.credits_pending, -row.amount)?;
+        add(&mut credit.credits_posted, moved)?;
+        resolved.push((pending_id, row.amount));
+    }
+
+    // Lock every account in id order (the BTreeMap's order) and check currencies.
+    let ids: Vec<AccountId> = deltas.keys().copied().collect();
+    let currencies: Vec<(AccountId, String)> = sqlx::query_as(
+        "select account_id, currency from ledger_account where account_id = any($1) order by account_id for update",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if currencies.len() != ids.len() {
+        return Err(LedgerError::CurrencyMismatch);
+    }
+    for transfer in transfers {
+        for account in [transfer.debit, transfer.credit] {
+            let matches = currencies
+                .iter()
+                .any(|(id, currency)| *id == account && currency == transfer.currency.code());
+            if !matches {
+                return Err(LedgerError::CurrencyMismatch);
+            }
+        }
+    }
+
+    let mut balances: BTreeMap<AccountId, i64> = BTreeMap::new();
+    for (account, delta) in &deltas {
+        let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "update ledger_account set debits_pending = debits_pending + $2, debits_posted = debits_posted + $3,
+                 credits_pending = credits_pending + $4, credits_posted = credits_posted + $5
+             where account_id = $1 returning credits_posted - debits_posted",
+        )
+        .bind(account)
+        .bind(delta.debits_pending)
+        .bind(delta.debits_posted)
+        .bind(delta.credits_pending)
+        .bind(delta.credits_posted)
+        .fetch_one(&mut *tx)
+        .await;
+        match result {
+            Ok(balance) => {
+                balances.insert(*account, balance);
+            }
+            Err(error)
+                if constraint_of(&error).as_deref() == Some("ledger_account_no_overdraft") =>
+            {
+                return Err(LedgerError::InsufficientFunds(*account));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+
+    let mut ids_out = Vec::with_capacity(transfers.len());
+    for transfer in transfers {
+        let transfer_id = Uuid::now_v7();
+        let (flow, amount, pending_id, expires_at) = match &transfer.flow {
+            Flow::Posted(amount) => ("posted", amount.minor(), None, None),
+            Flow::Pending { amount, expires_at } => ("pending", amount.minor(), None, *expires_at),
+            Flow::PostPending { pending_id, amount } => {
+                ("post_pending", amount.minor(), Some(*pending_id), None)
+            }
+            Flow::VoidPending { pending_id } => {
+                let held = resolved
+                    .iter()
+                    .find(|(id, _)| id == pending_id)
+                    .map(|(_, held)| *held)
+                    .unwrap_or(0);
+                ("void_pending", held, Some(*pending_id), None)
+            }
+        };
+        let inserted = sqlx::query(
+            "insert into ledger_transfer (transfer_id, flow, debit_account_id, credit_account_id, amount, currency,
+                 pending_id, code, operation_id, expires_at, debit_balance_after, credit_balance_after)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(transfer_id)
+        .bind(flow)
+        .bind(transfer.debit)
+        .bind(transfer.credit)
+        .bind(amount)
+        .bind(transfer.currency.code())
+        .bind(pending_id)
+        .bind(transfer.code)
+        .bind(transfer.operation_id)
+        .bind(expires_at)
+        .bind(balances.get(&transfer.debit).copied().unwrap_or(0))
+        .bind(balances.get(&transfer.credit).copied().unwrap_or(0))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => ids_out.push(transfer_id),
+            // Two resolutions raced for one hold: the unique index lets exactly one through.
+            Err(error)
+                if constraint_of(&error).as_deref() == Some("ledger_transfer_resolved_once") =>
+            {
+                return Err(LedgerError::AlreadyResolved(pending_id.unwrap_or_default()));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(ids_out)
+}
+
+/// A wallet account's balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Balances {
+    /// Spendable now: posted credits minus posted and held debits.
+    pub available: i64,
+    /// Held for operations in flight.
+    pub pending: i64,
+    /// Settled balance.
+    pub posted: i64,
+    /// Credits on their way in (awaiting the recipient's acceptance).
+    pub incoming: i64,
+}
+
+pub async fn balances(pool: &PgPool, account: AccountId) -> Result<Balances, sqlx::Error> {
+    sqlx::query_as(
+        "select credits_posted - debits_posted - debits_pending as available, debits_pending as pending,
+                credits_posted - debits_posted as posted, credits_pending as incoming
+         from ledger_account where account_id = $1",
+    )
+    .bind(account)
+    .fetch_one(pool)
+    .await
+}
+
+/// What the audit found.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AuditReport {
+    pub clean: bool,
+    pub findings: Vec<String>,
+    pub accounts: i64,
+    pub transfers: i64,
+}
+
+/// Checks every ledger invariant over the whole ledger (ARCHITECTURE §3).
+pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // One consistent snapshot for all checks.
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let mut findings = Vec::new();
+
+    // 1. Per currency, debits equal credits (pending and posted).
+    let unbalanced: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "select currency, sum(debits_pending)::bigint, sum(credits_pending)::bigint, sum(debits_posted)::bigint,
+                sum(credits_posted)::bigint
+         from ledger_account group by currency
+         having sum(debits_pending) <> sum(credits_pending) or sum(debits_posted) <> sum(credits_posted)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (currency, dp, cp, dpo, cpo) in unbalanced {
+        findings.push(format!(
+            "{currency}: debits and credits differ (pending {dp} vs {cp}, posted {dpo} vs {cpo})"
+        ));
+    }
+
+    // 2. Every account's counters equal the sum of its transfers.
+    let drifted: Vec<(i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "with moves as (
+             select t.debit_account_id as account_id,
+                    case when t.flow = 'pending' then t.amount
+                         when t.flow in ('post_pending', 'void_pending') then -p.amount else 0 end as dp,
+                    case when t.flow in ('posted', 'post_pending') then t.amount else 0 end as dpo,
+                    0::bigint as cp, 0::bigint as cpo
+             from ledger_transfer t left join ledger_transfer p on p.transfer_id = t.pending_id
+             union all
+             select t.credit_account_id,
+                    0, 0,
+                    case when t.flow = 'pending' then t.amount
+                         when t.flow in ('post_pending', 'void_pending') then -p.amount else 0 end,
+                    case when t.flow in ('posted', 'post_pending') then t.amount else 0 end
+             from ledger_transfer t left join ledger_transfer p on p.transfer_id = t.pending_id
+         ), sums as (
+             select account_id, sum(dp)::bigint dp, sum(dpo)::bigint dpo, sum(cp)::bigint cp, sum(cpo)::bigint cpo
+             from moves group by account_id
+         )
+         select a.account_id, a.debits_pending, coalesce(s.dp, 0), a.debits_posted, coalesce(s.dpo, 0),
+                a.credits_pending, coalesce(s.cp, 0), a.credits_posted, coalesce(s.cpo, 0)
+         from ledger_account a left join sums s on s.account_id = a.account_id
+         where a.debits_pending <> coalesce(s.dp, 0) or a.debits_posted <> coalesce(s.dpo, 0)
+            or a.credits_pending <> coalesce(s.cp, 0) or a.credits_posted <> coalesce(s.cpo, 0)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in drifted {
+        findings.push(format!(
+            "account {}: counters differ from its transfers: {row:?}",
+            row.0
+        ));
+    }
+
+    // 3. No wallet is overdrawn (the CHECK makes this impossible; the audit proves it stayed so).
+    let overdrawn: Vec<i64> = sqlx::query_scalar(
+        "select account_id from ledger_account
+         where kind = 'wallet' and debits_pending + debits_posted > credits_posted",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for account in overdrawn {
+        findings.push(format!("wallet account {account} is overdrawn"));
+    }
+
+    // 4. Every succeeded transfer operation has exactly its postings: the hold and the fee hold posted once, and
+    //    every failed or cancelled one has its holds voided; no hold of a settled operation is left open.
+    let open_holds: Vec<(Uuid, String)> = sqlx::query_as(
+        "select o.operation_id, o.status from operation o
+         join ledger_transfer p on p.operation_id = o.operation_id and p.flow = 'pending'
+         where o.status in ('succeeded', 'failed', 'cancelled')
+           and not exists (select 1 from ledger_transfer r where r.pending_id = p.transfer_id)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (operation, status) in open_holds {
+        findings.push(format!(
+            "operation {operation} is {status} but still holds funds"
+        ));
+    }
+    let wrong_postings: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+        "select o.operation_id, o.status,
+                count(*) filter (where r.flow = 'post_pending'), count(*) filter (where r.flow = 'void_pending')
+         from operation o
+         join ledger_transfer p on p.operation_id = o.operation_id and p.flow = 'pending'
+         left join ledger_transfer r on r.pending_id = p.transfer_id
+         where o.kind = 'transfer' and o.status in ('succeeded', 'failed', 'cancelled')
+         group by 1, 2
+         having (o.status = 'succeeded' and count(*) filter (where r.flow = 'void_pending') > 0)
+             or (o.status <> 'succeeded' and count(*) filter (where r.flow = 'post_pending') > 0)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (operation, status, posted, voided) in wrong_postings {
+        findings.push(format!(
+            "operation {operation} is {status} with {posted} posted and {voided} voided holds"
+        ));
+    }
+
+    let accounts: i64 = sqlx::query_scalar("select count(*) from ledger_account")
+        .fetch_one(&mut *tx)
+        .await?;
+    let transfers: i64 = sqlx::query_scalar("select count(*) from ledger_transfer")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(AuditReport {
+        clean: findings.is_empty(),
+        findings,
+        accounts,
+        transfers,
+    })
+}
+
+/// Runs the audit and records its result.
+pub async fn audit_and_record(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
+    let report = audit(pool).await?;
+    sqlx::query("insert into ledger_audit (clean, findings) values ($1, $2)")
+        .bind(report.clean)
+        .bind(serde_json::json!({
+            "findings": report.findings, "accounts": report.accounts, "transfers": report.transfers
+        }))
+        .execute(pool)
+        .await?;
+    if !report.clean {
+        tracing::error!(findings = ?report.findings, "ledger audit found broken invariants");
+    }
+    Ok(report)
+}

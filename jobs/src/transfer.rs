@@ -1,0 +1,681 @@
+//! Wallet-to-wallet transfers as durable operations.
+//!
+//! The API calls `create_tx`: in its transaction the source wallet is locked, the request is checked in a fixed
+//! order of precedence, and the amount and the fee are **held** (pending ledger transfers) together with the
+//! operation and its `payments` job. "Insufficient funds" is therefore answered synchronously and can never be
+//! oversold. The worker's `transfer.settle` job posts the holds (or voids them for a rejected or expired
+//! transfer) in one fenced transaction. A transfer that needs acceptance waits for the recipient; unanswered ones
+//! expire through the `transfers.expire` schedule.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Acquire, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    config::MoneyConfig,
+    engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue},
+    ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount},
+    money::{Amount, Currency},
+    operation,
+    wallet::{self, PinCheck},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Settles at once.
+    Instant,
+    /// Waits for the recipient to accept (posted) or reject (voided); expires after the acceptance window.
+    Acceptance,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Instant => "instant",
+            Mode::Acceptance => "acceptance",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Recipient {
+    Wallet(Uuid),
+    AccountNumber(String),
+}
+
+/// A transfer request that passed parsing.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    pub from_wallet_id: Uuid,
+    pub to: Recipient,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub narration: String,
+    pub pin: Option<String>,
+    pub mode: Mode,
+}
+
+/// Why a transfer was refused, in the order the checks run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRejection {
+    #[error("the source wallet does not exist")]
+    SourceWalletNotFound,
+    #[error("the transfer currency must match both wallets' currency")]
+    CurrenciesMustMatch { param: &'static str },
+    #[error("the recipient wallet does not exist")]
+    RecipientNotFound,
+    #[error("a wallet cannot send to itself")]
+    SameWallet,
+    #[error("the source wallet is frozen")]
+    WalletFrozen,
+    #[error("the recipient wallet is frozen")]
+    RecipientWalletFrozen,
+    #[error("this wallet requires its PIN")]
+    PinRequired,
+    #[error("the PIN is locked after too many wrong entries; try again later")]
+    PinLocked { until: DateTime<Utc> },
+    #[error("the PIN is wrong")]
+    InvalidPin { attempts_left: i32 },
+    #[error("the amount and fee exceed the wallet's daily spending limit")]
+    DailyLimitExceeded,
+    #[error("the amount and fee exceed the wallet's monthly spending limit")]
+    MonthlyLimitExceeded,
+    #[error("the wallet's available balance does not cover the amount and the fee")]
+    InsufficientFunds,
+}
+
+impl TransferRejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::SourceWalletNotFound => "wallet_not_found",
+            Self::CurrenciesMustMatch { .. } => "currencies_must_match",
+            Self::RecipientNotFound => "recipient_not_found",
+            Self::SameWallet => "same_wallet",
+            Self::WalletFrozen => "wallet_frozen",
+            Self::RecipientWalletFrozen => "recipient_wallet_frozen",
+            Self::PinRequired => "pin_required",
+            Self::PinLocked { .. } => "pin_locked",
+            Self::InvalidPin { .. } => "invalid_pin",
+            Self::DailyLimitExceeded => "daily_limit_exceeded",
+            Self::MonthlyLimitExceeded => "monthly_limit_exceeded",
+            Self::InsufficientFunds => "insufficient_funds",
+        }
+    }
+
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::SourceWalletNotFound | Self::WalletFrozen => Some("from_wallet_id"),
+            Self::CurrenciesMustMatch { param } => Some(param),
+            Self::RecipientNotFound | Self::SameWallet | Self::RecipientWalletFrozen => Some("to"),
+            Self::PinRequired | Self::PinLocked { .. } | Self::InvalidPin { .. } => Some("pin"),
+            Self::DailyLimitExceeded | Self::MonthlyLimitExceeded | Self::InsufficientFunds => {
+                Some("amount")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+impl TransferError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransferError::Database(error) => ledger::is_retryable_db_error(error),
+            TransferError::Ledger(error) => error.is_retryable(),
+            TransferError::Enqueue(_) => false,
+        }
+    }
+}
+
+/// Settles one transfer: posts its holds, or voids them when it was rejected or expired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettleTransfer {
+    pub transfer_id: Uuid,
+}
+
+impl Job for SettleTransfer {
+    const KIND: &'static str = "transfer.settle";
+    const QUEUE: Queue = Queue::Payments;
+}
+
+/// Marks unanswered acceptance transfers expired and enqueues their settlement (which voids the holds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpireTransfers {}
+
+impl Job for ExpireTransfers {
+    const KIND: &'static str = "transfers.expire";
+    const QUEUE: Queue = Queue::Payments;
+}
+
+/// Transfers expired per run of the sweep; a larger backlog is finished by the next runs.
+const EXPIRE_BATCH: i64 = 500;
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct TransferRow {
+    pub transfer_id: Uuid,
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    pub amount: i64,
+    pub fee: i64,
+    pub currency: String,
+    pub narration: String,
+    pub mode: String,
+    pub status: String,
+    pub hold_id: Uuid,
+    pub fee_hold_id: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+/// Checks, holds and records a transfer in the caller's transaction. A rejection leaves no money written (the
+/// wallet's PIN counters excepted): the caller commits either way.
+pub async fn create_tx(
+    tx: &mut PgConnection,
+    money: &MoneyConfig,
+    user_id: Uuid,
+    request: &TransferRequest,
+) -> Result<Result<TransferRow, TransferRejection>, TransferError> {
+    use TransferRejection as R;
+    let Some(source) = wallet::lock_tx(tx, request.from_wallet_id)
+        .await?
+        .filter(|w| w.user_id == user_id)
+    else {
+        return Ok(Err(R::SourceWalletNotFound));
+    };
+    if source.currency() != request.currency {
+        return Ok(Err(R::CurrenciesMustMatch { param: "currency" }));
+    }
+    let recipient = match &request.to {
+        Recipient::Wallet(id) => {
+            sqlx::query_scalar::<_, Uuid>("select wallet_id from wallet where wallet_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        Recipient::AccountNumber(number) => wallet::by_account_number_tx(tx, number)
+            .await?
+            .map(|w| w.wallet_id),
+    };
+    let Some(recipient_id) = recipient else {
+        return Ok(Err(R::RecipientNotFound));
+    };
+    if recipient_id == source.wallet_id {
+        return Ok(Err(R::SameWallet));
+    }
+    // The recipient row is read without a lock: only its currency, status and account are needed, and the ledger
+    // locks its account.
+    let recipient: wallet::WalletRow = sqlx::query_as(
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+                pin_hash, pin_failed_attempts, pin_locked_until, created_at from wallet where wallet_id = $1",
+    )
+    .bind(recipient_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if recipient.currency() != request.currency {
+        return Ok(Err(R::CurrenciesMustMatch { param: "to" }));
+    }
+    if source.is_frozen() {
+        return Ok(Err(R::WalletFrozen));
+    }
+    if recipient.is_frozen() {
+        return Ok(Err(R::RecipientWalletFrozen));
+    }
+    match wallet::check_pin_tx(tx, &source, request.pin.as_deref()).await? {
+        PinCheck::Ok => {}
+        PinCheck::Required => return Ok(Err(R::PinRequired)),
+        PinCheck::Locked { until } => return Ok(Err(R::PinLocked { until })),
+        PinCheck::Invalid { attempts_left } => return Ok(Err(R::InvalidPin { attempts_left })),
+    }
+    let rule = if recipient.user_id == user_id {
+        money.fees.transfer_own
+    } else {
+        money.fees.transfer_external
+    };
+    let fee = rule.fee(request.amount);
+    let total = request
+        .amount
+        .minor()
+        .checked_add(fee)
+        .ok_or(LedgerError::Overflow)?;
+    let now = Utc::now();
+    if let Some(limit) = source.daily_limit {
+        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_day(now)).await?;
+        if spent.saturating_add(total) > limit {
+            return Ok(Err(R::DailyLimitExceeded));
+        }
+    }
+    if let Some(limit) = source.monthly_limit {
+        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_month(now)).await?;
+        if spent.saturating_add(total) > limit {
+            return Ok(Err(R::MonthlyLimitExceeded));
+        }
+    }
+
+    // Everything below is all-or-nothing: a savepoint, so an overdraft caught by the ledger's CHECK leaves the
+    // caller's transaction usable for recording the rejection.
+    let mut savepoint = tx.begin().await?;
+    let result = hold_and_record(
+        &mut savepoint,
+        money,
+        user_id,
+        request,
+        &source,
+        &recipient,
+        fee,
+        now,
+    )
+    .await;
+    match result {
+        Ok(row) => {
+            savepoint.commit().await?;
+            Ok(Ok(row))
+        }
+        Err(TransferError::Ledger(LedgerError::InsufficientFunds(_))) => {
+            savepoint.rollback().await?;
+            Ok(Err(R::InsufficientFunds))
+        }
+        Err(error) => {
+            savepoint.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hold_and_record(
+    tx: &mut PgConnection,
+    money: &MoneyConfig,
+    user_id: Uuid,
+    request: &TransferRequest,
+    source: &wallet::WalletRow,
+    recipient: &wallet::WalletRow,
+    fee: i64,
+    now: DateTime<Utc>,
+) -> Result<TransferRow, TransferError> {
+    let currency = request.currency;
+    let operation_id = operation::insert_tx(
+        tx,
+        "transfer",
+        Some(user_id),
+        &serde_json::json!({
+            "from_wallet_id": source.wallet_id, "to_wallet_id": recipient.wallet_id,
+            "amount": request.amount.minor(), "currency": currency.code(), "narration": request.narration,
+            "mode": request.mode.as_str(),
+        }),
+    )
+    .await?;
+    let expires_at = match request.mode {
+        Mode::Instant => None,
+        Mode::Acceptance => Some(
+            now + chrono::Duration::from_std(money.acceptance_ttl)
+                .unwrap_or(chrono::Duration::days(1)),
+        ),
+    };
+    let mut holds = vec![NewTransfer {
+        flow: Flow::Pending {
+            amount: request.amount,
+            expires_at,
+        },
+        debit: source.account_id,
+        credit: recipient.account_id,
+        currency,
+        code: "transfer",
+        operation_id: Some(operation_id),
+    }];
+    if let Ok(fee_amount) = Amount::new(fee) {
+        let fee_account = ledger::system_account_tx(tx, SystemAccount::FeeIncome, currency).await?;
+        holds.push(NewTransfer {
+            flow: Flow::Pending {
+                amount: fee_amount,
+                expires_at,
+            },
+            debit: source.account_id,
+            credit: fee_account,
+            currency,
+            code: "fee",
+            operation_id: Some(operation_id),
+        });
+    }
+    let ids = ledger::post_tx(tx, &holds).await?;
+    let status = match request.mode {
+        Mode::Instant => "processing",
+        Mode::Acceptance => "awaiting_acceptance",
+    };
+    let row: TransferRow = sqlx::query_as(
+        "insert into transfer (transfer_id, from_wallet_id, to_wallet_id, amount, fee, currency, narration, mode,
+             status, hold_id, fee_hold_id, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning *",
+    )
+    .bind(operation_id)
+    .bind(source.wallet_id)
+    .bind(recipient.wallet_id)
+    .bind(request.amount.minor())
+    .bind(fee)
+    .bind(currency.code())
+    .bind(&request.narration)
+    .bind(request.mode.as_str())
+    .bind(status)
+    .bind(ids[0])
+    .bind(ids.get(1).copied())
+    .bind(expires_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    match request.mode {
+        Mode::Instant => {
+            operation::mark_processing_tx(tx, operation_id).await?;
+            enqueue_settle_tx(tx, operation_id).await?;
+        }
+        Mode::Acceptance => {
+            operation::transition_to_tx(
+                tx,
+                operation_id,
+                operation::OperationStatus::RequiresAction,
+            )
+            .await?;
+        }
+    }
+    Ok(row)
+}
+
+async fn enqueue_settle_tx(tx: &mut PgConnection, transfer_id: Uuid) -> Result<(), TransferError> {
+    let job = NewJob::new(&SettleTransfer { transfer_id })?.for_operation(transfer_id);
+    enqueue_tx(tx, job).await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, transfer_id: Uuid) -> Result<Option<TransferRow>, sqlx::Error> {
+    sqlx::query_as("select * from transfer where transfer_id = $1")
+        .bind(transfer_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The transfer if `user_id` sent or receives it.
+pub async fn visible_to(
+    pool: &PgPool,
+    user_id: Uuid,
+    transfer_id: Uuid,
+) -> Result<Option<TransferRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select t.* from transfer t
+         join wallet f on f.wallet_id = t.from_wallet_id join wallet r on r.wallet_id = t.to_wallet_id
+         where t.transfer_id = $1 and (f.user_id = $2 or r.user_id = $2)",
+    )
+    .bind(transfer_id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionRejection {
+    #[error("no such transfer awaits your acceptance")]
+    NotFound,
+    #[error("the transfer is not awaiting acceptance")]
+    NotAwaitingAcceptance,
+    #[error("the transfer expired before it was answered")]
+    Expired,
+}
+
+/// The recipient accepts or rejects a transfer; settlement (post or void) runs as a job.
+pub async fn decide(
+    pool: &PgPool,
+    user_id: Uuid,
+    transfer_id: Uuid,
+    decision: Decision,
+) -> Result<Result<TransferRow, DecisionRejection>, TransferError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<TransferRow> = sqlx::query_as(
+        "select t.* from transfer t join wallet r on r.wallet_id = t.to_wallet_id
+         where t.transfer_id = $1 and r.user_id = $2 for update of t",
+    )
+    .bind(transfer_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Err(DecisionRejection::NotFound));
+    };
+    if row.status != "awaiting_acceptance" {
+        return Ok(Err(DecisionRejection::NotAwaitingAcceptance));
+    }
+    if row.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Ok(Err(DecisionRejection::Expired));
+    }
+    let status = match decision {
+        Decision::Accept => "accepted",
+        Decision::Reject => "rejected",
+    };
+    let row: TransferRow = sqlx::query_as(
+        "update transfer set status = $2, decided_at = now(), updated_at = now() where transfer_id = $1 returning *",
+    )
+    .bind(transfer_id)
+    .bind(status)
+    .fetch_one(&mut *tx)
+    .await?;
+    operation::mark_processing_tx(&mut tx, transfer_id).await?;
+    enqueue_settle_tx(&mut tx, transfer_id).await?;
+    tx.commit().await?;
+    Ok(Ok(row))
+}
+
+/// The `transfer.settle` handler.
+pub async fn settle(ctx: JobContext, job: SettleTransfer) -> Result<(), JobError> {
+    let Some(row) = get(&ctx.pool, job.transfer_id).await? else {
+        return Err(JobError::permanent(
+            "transfer_not_found",
+            "no such transfer",
+        ));
+    };
+    let Some(op) = operation::get(&ctx.pool, row.transfer_id).await? else {
+        return Err(JobError::permanent(
+            "operation_not_found",
+            "the transfer has no operation",
+        ));
+    };
+    if op.status().is_terminal() {
+        // Already settled by an earlier run: settling is idempotent.
+        return Ok(());
+    }
+    let currency: Currency = row.currency.parse().map_err(|_| {
+        JobError::permanent("invalid_currency", "the transfer's currency is unknown")
+    })?;
+    let (from, to) = (
+        accounts_of(&ctx.pool, row.from_wallet_id).await?,
+        accounts_of(&ctx.pool, row.to_wallet_id).await?,
+    );
+    let mut tx = ctx.begin_fenced().await?;
+    // Lock the transfer and read its status again inside the fenced transaction.
+    let status: String =
+        sqlx::query_scalar("select status from transfer where transfer_id = $1 for update")
+            .bind(row.transfer_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let post = match status.as_str() {
+        "processing" | "accepted" => true,
+        "rejected" | "expired" => false,
+        _ => return Ok(()),
+    };
+    let fee_account = match row.fee_hold_id {
+        Some(fee_hold) => Some((
+            fee_hold,
+            sqlx::query_scalar::<_, i64>(
+                "select credit_account_id from ledger_transfer where transfer_id = $1",
+            )
+            .bind(fee_hold)
+            .fetch_one(&mut *tx)
+            .await?,
+        )),
+        None => None,
+    };
+    let resolve = |pending_id: Uuid, amount: i64| -> Result<Flow, JobError> {
+        Ok(if post {
+            Flow::PostPending {
+                pending_id,
+                amount: Amount::new(amount)
+                    .map_err(|e| JobError::permanent("invalid_amount", e.to_string()))?,
+            }
+        } else {
+            Flow::VoidPending { pending_id }
+        })
+    };
+    let mut moves = vec![NewTransfer {
+        flow: resolve(row.hold_id, row.amount)?,
+        debit: from,
+        credit: to,
+        currency,
+        code: "transfer",
+        operation_id: Some(row.transfer_id),
+    }];
+    if let Some((fee_hold, fee_account)) = fee_account {
+        moves.push(NewTransfer {
+            flow: resolve(fee_hold, row.fee)?,
+            debit: from,
+            credit: fee_account,
+            currency,
+            code: "fee",
+            operation_id: Some(row.transfer_id),
+        });
+    }
+    match ledger::post_tx(&mut tx, &moves).await {
+        Ok(_) => {}
+        Err(error) if error.is_retryable() => return Err(JobError::transient(error)),
+        Err(error) => return Err(JobError::permanent("ledger_rejected", error.to_string())),
+    }
+    let final_status = if post { "completed" } else { status.as_str() };
+    sqlx::query("update transfer set status = $2, updated_at = now() where transfer_id = $1")
+        .bind(row.transfer_id)
+        .bind(final_status)
+        .execute(&mut *tx)
+        .await?;
+    if post {
+        operation::succeed_tx(
+            &mut tx,
+            row.transfer_id,
+            &serde_json::json!({"transfer_id": row.transfer_id}),
+        )
+        .await?;
+    } else {
+        let (code, message) = if status == "rejected" {
+            ("transfer_rejected", "the recipient rejected the transfer")
+        } else {
+            ("transfer_expired", "the recipient did not answer in time")
+        };
+        operation::fail_tx(&mut tx, row.transfer_id, code, message).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn accounts_of(pool: &PgPool, wallet_id: Uuid) -> Result<i64, JobError> {
+    sqlx::query_scalar("select account_id from wallet where wallet_id = $1")
+        .bind(wallet_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| {
+            JobError::permanent(
+                "wallet_not_found",
+                "a wallet of the transfer no longer exists",
+            )
+        })
+}
+
+/// The `transfers.expire` handler.
+pub async fn expire(ctx: JobContext, _: ExpireTransfers) -> Result<(), JobError> {
+    let mut tx = ctx.pool.begin().await?;
+    let expired: Vec<Uuid> = sqlx::query_scalar(
+        "update transfer set status = 'expired', updated_at = now()
+         where transfer_id in (select transfer_id from transfer where status = 'awaiting_acceptance'
+                               and expires_at <= now() order by expires_at limit $1 for update skip locked)
+         returning transfer_id",
+    )
+    .bind(EXPIRE_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    for transfer_id in &expired {
+        operation::mark_processing_tx(&mut tx, *transfer_id).await?;
+        enqueue_settle_tx(&mut tx, *transfer_id)
+            .await
+            .map_err(JobError::transient)?;
+    }
+    tx.commit().await?;
+    if !expired.is_empty() {
+        tracing::info!(count = expired.len(), "expired unanswered transfers");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_windows_start_at_utc_midnight_and_the_first_of_the_month() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 21, 20, 15, 3)
+            .single()
+            .expect("time");
+        assert_eq!(
+            start_of_day(now),
+            Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0)
+                .single()
+                .expect("time")
+        );
+        assert_eq!(
+            start_of_month(now),
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+                .single()
+                .expect("time")
+        );
+    }
+
+    #[test]
+    fn every_rejection_has_a_distinct_code() {
+        let all = [
+            TransferRejection::SourceWalletNotFound,
+            TransferRejection::CurrenciesMustMatch { param: "to" },
+            TransferRejection::RecipientNotFound,
+            TransferRejection::SameWallet,
+            TransferRejection::WalletFrozen,
+            TransferRejection::RecipientWalletFrozen,
+            TransferRejection::PinRequired,
+            TransferRejection::PinLocked { until: Utc::now() },
+            TransferRejection::InvalidPin { attempts_left: 1 },
+            TransferRejection::DailyLimitExceeded,
+            TransferRejection::MonthlyLimitExceeded,
+            TransferRejection::InsufficientFunds,
+        ];
+        let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), all.len());
+    }
+}

@@ -1,0 +1,441 @@
+//! Users' wallets: registration (user, NGN wallet and welcome bonus in one transaction), wallets per currency,
+//! freezing, spending limits and the transaction PIN.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Acquire, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    auth::{self, Email, Role, TokenKeys, TokenPair},
+    config::MoneyConfig,
+    ledger::{self, AccountId, Flow, NewTransfer, SystemAccount},
+    money::{Amount, Currency},
+    nuban,
+};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WalletRow {
+    pub wallet_id: Uuid,
+    pub user_id: Uuid,
+    pub currency: String,
+    pub account_id: AccountId,
+    pub account_number: String,
+    pub status: String,
+    pub daily_limit: Option<i64>,
+    pub monthly_limit: Option<i64>,
+    pub pin_hash: Option<String>,
+    pub pin_failed_attempts: i32,
+    pub pin_locked_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl WalletRow {
+    pub fn currency(&self) -> Currency {
+        self.currency.parse().unwrap_or(Currency::Ngn)
+    }
+    pub fn is_frozen(&self) -> bool {
+        self.status == "frozen"
+    }
+}
+
+/// A wallet with its balances, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalletView {
+    pub wallet_id: Uuid,
+    pub currency: String,
+    pub account_number: String,
+    pub status: String,
+    pub balances: ledger::Balances,
+    pub daily_limit: Option<i64>,
+    pub monthly_limit: Option<i64>,
+    pub has_pin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+const WALLET_COLUMNS: &str =
+    "wallet_id, user_id, currency, account_id, account_number, status, daily_limit,
+    monthly_limit, pin_hash, pin_failed_attempts, pin_locked_until, created_at";
+
+pub async fn view(pool: &PgPool, wallet: &WalletRow) -> Result<WalletView, sqlx::Error> {
+    Ok(WalletView {
+        wallet_id: wallet.wallet_id,
+        currency: wallet.currency.clone(),
+        account_number: wallet.account_number.clone(),
+        status: wallet.status.clone(),
+        balances: ledger::balances(pool, wallet.account_id).await?,
+        daily_limit: wallet.daily_limit,
+        monthly_limit: wallet.monthly_limit,
+        has_pin: wallet.pin_hash.is_some(),
+        created_at: wallet.created_at,
+    })
+}
+
+/// The caller's wallet `wallet_id`, or `None` when it does not exist or belongs to someone else.
+pub async fn owned(
+    pool: &PgPool,
+    user_id: Uuid,
+    wallet_id: Uuid,
+) -> Result<Option<WalletRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 and user_id = $2"
+    )))
+    .bind(wallet_id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn by_id(pool: &PgPool, wallet_id: Uuid) -> Result<Option<WalletRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {WALLET_COLUMNS} from wallet where wallet_id = $1"
+    )))
+    .bind(wallet_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Locks a wallet row for the rest of the transaction.
+pub async fn lock_tx(
+    tx: &mut PgConnection,
+    wallet_id: Uuid,
+) -> Result<Option<WalletRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 for update"
+    )))
+    .bind(wallet_id)
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+pub async fn by_account_number_tx(
+    tx: &mut PgConnection,
+    number: &str,
+) -> Result<Option<WalletRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {WALLET_COLUMNS} from wallet where account_number = $1"
+    )))
+    .bind(number)
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+pub async fn list_owned(pool: &PgPool, user_id: Uuid) -> Result<Vec<WalletRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {WALLET_COLUMNS} from wallet where user_id = $1 order by created_at"
+    )))
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("a wallet in this currency already exists")]
+    AlreadyExists,
+    #[error("no free account number could be found")]
+    NoAccountNumber,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Tries to find an unused NUBAN; a collision is retried with a new serial.
+const ACCOUNT_NUMBER_TRIES: usize = 8;
+
+/// Creates a wallet (and its ledger account) in the caller's transaction.
+pub async fn create_tx(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    currency: Currency,
+    bank_code: &str,
+) -> Result<WalletRow, WalletError> {
+    let account_id = ledger::create_wallet_account_tx(tx, currency).await?;
+    for _ in 0..ACCOUNT_NUMBER_TRIES {
+        let number = nuban::generate(bank_code).ok_or(WalletError::NoAccountNumber)?;
+        // A savepoint, so that a collision does not abort the caller's transaction.
+        let mut savepoint = tx.begin().await?;
+        let inserted = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "insert into wallet (wallet_id, user_id, currency, account_id, account_number)
+             values ($1, $2, $3, $4, $5) returning {WALLET_COLUMNS}"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(user_id)
+        .bind(currency.code())
+        .bind(account_id)
+        .bind(&number)
+        .fetch_one(&mut *savepoint)
+        .await;
+        match inserted {
+            Ok(row) => {
+                savepoint.commit().await?;
+                return Ok(row);
+            }
+            Err(error) => {
+                let constraint = match &error {
+                    sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
+                    _ => None,
+                };
+                savepoint.rollback().await?;
+                match constraint.as_deref() {
+                    Some("wallet_account_number_unique") => continue,
+                    Some("wallet_one_per_currency") => return Err(WalletError::AlreadyExists),
+                    _ => return Err(error.into()),
+                }
+            }
+        }
+    }
+    Err(WalletError::NoAccountNumber)
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct UserView {
+    pub user_id: Uuid,
+    pub email: String,
+    pub phone: Option<String>,
+    pub full_name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn user(pool: &PgPool, user_id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
+    sqlx::query_as("select user_id, email, phone, full_name, role, created_at from app_user where user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A registration that passed validation.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub phone: Option<String>,
+    pub password: String,
+    pub full_name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("this phone number is already registered")]
+    PhoneTaken,
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub struct Registered {
+    pub user: UserView,
+    pub wallet: WalletRow,
+    pub tokens: TokenPair,
+}
+
+/// Registers a user: the user, their NGN wallet, the welcome bonus from the subsidy account and a first session,
+/// all in one transaction.
+pub async fn register(
+    pool: &PgPool,
+    money: &MoneyConfig,
+    keys: &TokenKeys,
+    new_user: NewUser,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<Registered, RegisterError> {
+    let password = new_user.password.clone();
+    let password_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&password))
+        .await
+        .map_err(|e| auth::AuthError::Hash(e.to_string()))?
+        .map_err(|e| auth::AuthError::Hash(e.to_string()))?;
+    let user_id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    let inserted: Result<UserView, sqlx::Error> = sqlx::query_as(
+        "insert into app_user (user_id, email, phone, full_name, password_hash, role) values ($1, $2, $3, $4, $5, $6)
+         returning user_id, email, phone, full_name, role, created_at",
+    )
+    .bind(user_id)
+    .bind(new_user.email.as_str())
+    .bind(&new_user.phone)
+    .bind(&new_user.full_name)
+    .bind(&password_hash)
+    .bind(new_user.role.as_str())
+    .fetch_one(&mut *tx)
+    .await;
+    let user = match inserted {
+        Ok(user) => user,
+        Err(sqlx::Error::Database(db)) if db.constraint() == Some("app_user_email_unique") => {
+            return Err(RegisterError::EmailTaken)
+        }
+        Err(sqlx::Error::Database(db)) if db.constraint() == Some("app_user_phone_unique") => {
+            return Err(RegisterError::PhoneTaken)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let wallet = create_tx(&mut tx, user_id, Currency::Ngn, &money.bank_code).await?;
+    if let Ok(bonus) = Amount::new(money.initial_bonus_minor) {
+        let subsidy =
+            ledger::system_account_tx(&mut tx, SystemAccount::Subsidy, Currency::Ngn).await?;
+        ledger::post_tx(
+            &mut tx,
+            &[NewTransfer {
+                flow: Flow::Posted(bonus),
+                debit: subsidy,
+                credit: wallet.account_id,
+                currency: Currency::Ngn,
+                code: "welcome_bonus",
+                operation_id: None,
+            }],
+        )
+        .await?;
+    }
+    let tokens =
+        auth::open_session_tx(&mut tx, keys, user_id, new_user.role, ip, user_agent).await?;
+    tx.commit().await?;
+    Ok(Registered {
+        user,
+        wallet,
+        tokens,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("the PIN must be 4 to 6 digits")]
+    Format,
+    #[error("this PIN is too easy to guess")]
+    Weak,
+    #[error("the PIN cannot be a run of consecutive digits")]
+    Sequential,
+}
+
+/// PINs everyone tries first.
+const WEAK_PINS: [&str; 6] = ["1212", "6969", "1004", "2000", "4444", "2580"];
+
+/// Checks a new PIN: 4–6 digits, not all one digit, not an ascending or descending run, not a well-known PIN.
+pub fn validate_pin(pin: &str) -> Result<(), PinError> {
+    if !(4..=6).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()) {
+        return Err(PinError::Format);
+    }
+    let digits: Vec<i32> = pin.bytes().map(|b| i32::from(b - b'0')).collect();
+    if digits.iter().all(|d| *d == digits[0]) || WEAK_PINS.contains(&pin) {
+        return Err(PinError::Weak);
+    }
+    let steps: Vec<i32> = digits.windows(2).map(|w| w[1] - w[0]).collect();
+    if steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1) {
+        return Err(PinError::Sequential);
+    }
+    Ok(())
+}
+
+/// Wrong PIN entries before the PIN locks …
+pub const PIN_ATTEMPTS_MAX: i32 = 5;
+/// … for this long.
+pub const PIN_LOCK: chrono::Duration = chrono::Duration::minutes(15);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinCheck {
+    Ok,
+    Required,
+    Locked { until: DateTime<Utc> },
+    Invalid { attempts_left: i32 },
+}
+
+/// Checks `pin` against a wallet locked by the caller, counting wrong entries (commit the transaction even when
+/// the check fails, so the count sticks).
+pub async fn check_pin_tx(
+    tx: &mut PgConnection,
+    wallet: &WalletRow,
+    pin: Option<&str>,
+) -> Result<PinCheck, sqlx::Error> {
+    let Some(hash) = wallet.pin_hash.clone() else {
+        return Ok(PinCheck::Ok);
+    };
+    if let Some(until) = wallet.pin_locked_until.filter(|until| *until > Utc::now()) {
+        return Ok(PinCheck::Locked { until });
+    }
+    let Some(pin) = pin else {
+        return Ok(PinCheck::Required);
+    };
+    let candidate = pin.to_owned();
+    let matches = tokio::task::spawn_blocking(move || auth::verify_secret(&candidate, &hash))
+        .await
+        .unwrap_or(false);
+    if matches {
+        if wallet.pin_failed_attempts > 0 {
+            sqlx::query("update wallet set pin_failed_attempts = 0, pin_locked_until = null where wallet_id = $1")
+                .bind(wallet.wallet_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        return Ok(PinCheck::Ok);
+    }
+    let attempts = wallet.pin_failed_attempts + 1;
+    if attempts >= PIN_ATTEMPTS_MAX {
+        let until = Utc::now() + PIN_LOCK;
+        sqlx::query(
+            "update wallet set pin_failed_attempts = 0, pin_locked_until = $2 where wallet_id = $1",
+        )
+        .bind(wallet.wallet_id)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        return Ok(PinCheck::Locked { until });
+    }
+    sqlx::query("update wallet set pin_failed_attempts = $2 where wallet_id = $1")
+        .bind(wallet.wallet_id)
+        .bind(attempts)
+        .execute(&mut *tx)
+        .await?;
+    Ok(PinCheck::Invalid {
+        attempts_left: PIN_ATTEMPTS_MAX - attempts,
+    })
+}
+
+/// What the wallet has spent (moved out or holds) since `since`, in minor units: transfers, fees and holds that
+/// were not voided.
+pub async fn spent_since_tx(
+    tx: &mut PgConnection,
+    account_id: AccountId,
+    since: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select coalesce(sum(t.amount), 0)::bigint from ledger_transfer t
+         where t.debit_account_id = $1 and t.created_at >= $2 and t.flow in ('posted', 'pending')
+           and not exists (select 1 from ledger_transfer v where v.pending_id = t.transfer_id and v.flow = 'void_pending')",
+    )
+    .bind(account_id)
+    .bind(since)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_four_to_six_digits() {
+        assert_eq!(validate_pin("123"), Err(PinError::Format));
+        assert_eq!(validate_pin("1234567"), Err(PinError::Format));
+        assert_eq!(validate_pin("12a4"), Err(PinError::Format));
+        assert_eq!(validate_pin("８３７２"), Err(PinError::Format));
+        assert_eq!(validate_pin("8372"), Ok(()));
+        assert_eq!(validate_pin("837261"), Ok(()));
+    }
+
+    #[test]
+    fn weak_and_sequential_pins_are_refused() {
+        for weak in ["0000", "1111", "999999", "2580", "1212"] {
+            assert_eq!(validate_pin(weak), Err(PinError::Weak), "{weak}");
+        }
+        for run in ["1234", "4321", "0123", "3456", "987654", "56789"] {
+            assert_eq!(validate_pin(run), Err(PinError::Sequential), "{run}");
+        }
+        assert_eq!(validate_pin("1235"), Ok(()));
+    }
+}
