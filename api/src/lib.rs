@@ -14,10 +14,13 @@ use tracing::Instrument;
 
 pub mod dev;
 pub mod error;
+pub mod events;
 pub mod metrics;
+pub mod routes;
+pub mod security;
 pub mod system;
 
-use paycore_jobs::config::Config;
+use paycore_jobs::{auth::TokenKeys, config::Config};
 
 /// Request bodies larger than this are refused with 413 before they are parsed: every PayCore request is a small
 /// JSON document.
@@ -31,28 +34,61 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::Metrics>,
+    pub keys: Arc<TokenKeys>,
+    pub events: events::Events,
 }
 
 impl AppState {
+    /// Builds the state and starts this process's operation-event listener (call inside the runtime).
     pub fn new(pool: PgPool, config: Config) -> Self {
+        let keys = TokenKeys::new(
+            config.jwt_secret.expose(),
+            config.money.access_token_ttl,
+            config.money.refresh_token_ttl,
+        );
         Self {
+            events: events::Events::start(pool.clone()),
             pool,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
+            keys: Arc::new(keys),
         }
     }
 }
 
+type Apis = (
+    system::SystemApi,
+    routes::auth::AuthApi,
+    routes::wallets::WalletsApi,
+    routes::transfers::TransfersApi,
+    routes::transactions::TransactionsApi,
+    routes::admin::AdminApi,
+);
+
 /// The OpenAPI service: every documented endpoint.
-pub fn api_service(state: &AppState) -> OpenApiService<system::SystemApi, ()> {
-    OpenApiService::new(
+pub fn api_service(state: &AppState) -> OpenApiService<Apis, ()> {
+    let apis = (
         system::SystemApi {
             state: state.clone(),
         },
-        "PayCore API",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description("Wallets, a double-entry ledger, transfers and payments, run as durable jobs.")
+        routes::auth::AuthApi {
+            state: state.clone(),
+        },
+        routes::wallets::WalletsApi {
+            state: state.clone(),
+        },
+        routes::transfers::TransfersApi {
+            state: state.clone(),
+        },
+        routes::transactions::TransactionsApi {
+            state: state.clone(),
+        },
+        routes::admin::AdminApi {
+            state: state.clone(),
+        },
+    );
+    OpenApiService::new(apis, "PayCore API", env!("CARGO_PKG_VERSION"))
+        .description("Wallets, a double-entry ledger, transfers and payments, run as durable jobs.")
 }
 
 /// The whole HTTP application.
@@ -65,6 +101,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", service)
+        .data(state)
         .around(move |next, request| {
             let metrics = Arc::clone(&metrics);
             async move { Ok(observe(next, request, &metrics).await) }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod devdb;
 pub mod engine;
+pub mod history;
 pub mod idempotency;
 pub mod ledger;
 pub mod money;

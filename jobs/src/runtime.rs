@@ -124,3 +124,18 @@ pub async fn scheduler_main() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// Creates the admin named by `ADMIN_EMAIL` / `ADMIN_PASSWORD` if both are set and no user has that email.
+pub async fn ensure_configured_admin(pool: &PgPool, config: &Config) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&config.money.admin_email, &config.money.admin_password)
+    else {
+        return Ok(());
+    };
+    let created =
+        crate::wallet::ensure_admin(pool, email, password.expose(), crate::auth::Role::Admin)
+            .await?;
+    if created {
+        tracing::info!(email = %email, "created the configured admin");
+    }
+    Ok(())
+}

@@ -303,6 +303,38 @@ pub async fn register(
     })
 }
 
+/// Creates an admin (without a wallet) unless a user with this email exists; true when created.
+pub async fn ensure_admin(
+    pool: &PgPool,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> anyhow::Result<bool> {
+    let email = Email::parse(email)
+        .ok_or_else(|| anyhow::anyhow!("the admin email is not a valid address"))?;
+    anyhow::ensure!(
+        (auth::PASSWORD_CHARS_MIN..=auth::PASSWORD_CHARS_MAX).contains(&password.chars().count()),
+        "the admin password must be {} to {} characters",
+        auth::PASSWORD_CHARS_MIN,
+        auth::PASSWORD_CHARS_MAX
+    );
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&password))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let inserted = sqlx::query(
+        "insert into app_user (user_id, email, full_name, password_hash, role) values ($1, $2, 'Administrator', $3, $4)
+         on conflict do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(email.as_str())
+    .bind(hash)
+    .bind(role.as_str())
+    .execute(pool)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PinError {
     #[error("the PIN must be 4 to 6 digits")]

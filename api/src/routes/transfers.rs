@@ -1,0 +1,525 @@
+//! `/api/v1/transfers` and `/api/v1/operations/{id}`.
+//!
+//! Creating a transfer is idempotent (`Idempotency-Key` required): the key, the checks, the holds, the operation
+//! and its job are one transaction, and the stored answer is replayed for the same key and request.
+
+use std::time::Duration;
+
+use paycore_jobs::{
+    auth::sha256_hex,
+    idempotency::{self, Claim, IDEMPOTENCY_KEY_CHARS_MAX},
+    money::{Amount, AmountError, Currency},
+    operation::{self, Operation},
+    transfer::{
+        self, Decision, DecisionRejection, Mode, Recipient, TransferRejection, TransferRequest,
+        TransferRow,
+    },
+};
+use poem_openapi::{
+    param::{Header, Path},
+    payload::Json,
+    types::{ParseFromJSON, ToJSON},
+    ApiResponse, Object, OpenApi,
+};
+use uuid::Uuid;
+
+use super::{parse_id, ApiTag};
+use crate::{
+    error::{ApiError, ApiResult, ErrorBody},
+    events,
+    security::BearerAuth,
+    AppState,
+};
+
+pub struct TransfersApi {
+    pub state: AppState,
+}
+
+/// A narration is a short note shown on both sides' statements.
+const NARRATION_CHARS_MAX: usize = 140;
+/// The longest PIN string accepted before checking it.
+const PIN_CHARS_MAX: usize = 12;
+/// Attempts at a request transaction that met a deadlock or serialisation failure.
+const TRANSACTION_TRIES: usize = 3;
+
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct CreateTransferRequest {
+    pub from_wallet_id: String,
+    /// The recipient's 10-digit account number; or give `to_wallet_id`.
+    pub to_account_number: Option<String>,
+    pub to_wallet_id: Option<String>,
+    /// Minor units (kobo, cents), a positive whole number.
+    pub amount: i64,
+    pub currency: String,
+    #[oai(default)]
+    pub narration: String,
+    /// Required when the source wallet has a PIN.
+    pub pin: Option<String>,
+    /// When true the recipient must accept the transfer; until then the funds are held.
+    #[oai(default)]
+    pub require_acceptance: bool,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Money {
+    /// Minor units.
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TransferBody {
+    pub transfer_id: String,
+    pub operation_id: String,
+    /// processing, awaiting_acceptance, accepted, rejected, expired, completed or failed.
+    pub status: String,
+    /// The operation's status: pending, processing, requires_action, succeeded, failed or cancelled.
+    pub operation_status: String,
+    pub failure_code: Option<String>,
+    /// instant or acceptance.
+    pub mode: String,
+    pub from_wallet_id: String,
+    pub to_wallet_id: String,
+    pub amount: Money,
+    pub fee: Money,
+    pub narration: String,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl TransferBody {
+    fn new(row: &TransferRow, op: Option<&Operation>) -> Self {
+        Self {
+            transfer_id: row.transfer_id.to_string(),
+            operation_id: row.transfer_id.to_string(),
+            status: row.status.clone(),
+            operation_status: op
+                .map(|o| o.status.clone())
+                .unwrap_or_else(|| "pending".into()),
+            failure_code: op.and_then(|o| o.failure_code.clone()),
+            mode: row.mode.clone(),
+            from_wallet_id: row.from_wallet_id.to_string(),
+            to_wallet_id: row.to_wallet_id.to_string(),
+            amount: Money {
+                amount: row.amount,
+                currency: row.currency.clone(),
+            },
+            fee: Money {
+                amount: row.fee,
+                currency: row.currency.clone(),
+            },
+            narration: row.narration.clone(),
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OperationBody {
+    pub operation_id: String,
+    pub kind: String,
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub settled_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<Operation> for OperationBody {
+    fn from(op: Operation) -> Self {
+        Self {
+            operation_id: op.operation_id.to_string(),
+            kind: op.kind,
+            status: op.status,
+            failure_code: op.failure_code,
+            failure_message: op.failure_message,
+            created_at: op.created_at,
+            settled_at: op.settled_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum TransferResponse {
+    /// Settled while the client waited (`Prefer: wait`).
+    #[oai(status = 200)]
+    Settled(Json<TransferBody>),
+    /// Created and settled while the client waited.
+    #[oai(status = 201)]
+    Created(Json<TransferBody>),
+    /// Accepted: the funds are held and the transfer settles shortly; follow the operation.
+    #[oai(status = 202)]
+    Accepted(Json<TransferBody>),
+}
+
+fn invalid(code: &str, message: &str, param: &str) -> ApiError {
+    ApiError::invalid(code, message, Some(param))
+}
+
+/// Turns the request body into a domain request, or the first problem with it.
+fn parse_request(body: &CreateTransferRequest) -> Result<TransferRequest, ApiError> {
+    let from_wallet_id = parse_id(&body.from_wallet_id, "from_wallet_id")?;
+    let to = match (&body.to_account_number, &body.to_wallet_id) {
+        (Some(number), None) => {
+            let number = number.trim();
+            if number.len() != 10 || !number.chars().all(|c| c.is_ascii_digit()) {
+                return Err(invalid(
+                    "invalid_account_number",
+                    "An account number is 10 digits.",
+                    "to_account_number",
+                ));
+            }
+            Recipient::AccountNumber(number.to_owned())
+        }
+        (None, Some(wallet_id)) => Recipient::Wallet(parse_id(wallet_id, "to_wallet_id")?),
+        _ => {
+            return Err(invalid(
+                "recipient_required",
+                "Give exactly one of to_account_number and to_wallet_id.",
+                "to_account_number",
+            ))
+        }
+    };
+    let amount = Amount::new(body.amount).map_err(|error| match error {
+        AmountError::NotPositive => invalid(
+            "invalid_amount",
+            "The amount must be a positive number of minor units.",
+            "amount",
+        ),
+        AmountError::TooLarge => invalid(
+            "amount_too_large",
+            "The amount is larger than the maximum.",
+            "amount",
+        ),
+    })?;
+    let currency: Currency =
+        body.currency
+            .parse()
+            .map_err(|e: paycore_jobs::money::UnknownCurrency| {
+                ApiError::invalid("unsupported_currency", e.to_string(), Some("currency"))
+            })?;
+    let narration = body.narration.trim().to_owned();
+    if narration.chars().count() > NARRATION_CHARS_MAX || narration.chars().any(char::is_control) {
+        return Err(invalid(
+            "invalid_narration",
+            "The narration must be at most 140 printable characters.",
+            "narration",
+        ));
+    }
+    if body
+        .pin
+        .as_ref()
+        .is_some_and(|pin| pin.len() > PIN_CHARS_MAX)
+    {
+        return Err(invalid(
+            "invalid_pin_format",
+            "The PIN is 4 to 6 digits.",
+            "pin",
+        ));
+    }
+    Ok(TransferRequest {
+        from_wallet_id,
+        to,
+        amount,
+        currency,
+        narration,
+        pin: body.pin.clone(),
+        mode: if body.require_acceptance {
+            Mode::Acceptance
+        } else {
+            Mode::Instant
+        },
+    })
+}
+
+fn rejection_error(rejection: &TransferRejection) -> ApiError {
+    match rejection {
+        TransferRejection::SourceWalletNotFound => {
+            ApiError::not_found("wallet_not_found", "No such wallet.")
+        }
+        other => ApiError::rejected(other.code(), other.to_string(), other.param()),
+    }
+}
+
+/// The stored form of an error, for idempotent replay.
+fn error_parts(error: &ApiError) -> (u16, serde_json::Value) {
+    let (status, body) = match error {
+        ApiError::BadRequest(body) => (400, body),
+        ApiError::Unauthorized(body) => (401, body),
+        ApiError::Forbidden(body) => (403, body),
+        ApiError::NotFound(body) => (404, body),
+        ApiError::Conflict(body) => (409, body),
+        ApiError::Unprocessable(body) => (422, body),
+        ApiError::TooManyRequests(body) => (429, body),
+        ApiError::Internal(body) => (500, body),
+        ApiError::Unavailable(body) => (503, body),
+    };
+    (status, body.0.to_json().unwrap_or_default())
+}
+
+fn replay(status: u16, body: serde_json::Value) -> ApiResult<TransferResponse> {
+    if status < 300 {
+        let transfer = TransferBody::parse_from_json(Some(body)).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "stored response unreadable: {}",
+                e.into_message()
+            ))
+        })?;
+        return Ok(match status {
+            200 => TransferResponse::Settled(Json(transfer)),
+            201 => TransferResponse::Created(Json(transfer)),
+            _ => TransferResponse::Accepted(Json(transfer)),
+        });
+    }
+    let body = Json(ErrorBody::parse_from_json(Some(body)).map_err(|e| {
+        ApiError::internal(anyhow::anyhow!(
+            "stored error unreadable: {}",
+            e.into_message()
+        ))
+    })?);
+    Err(match status {
+        404 => ApiError::NotFound(body),
+        409 => ApiError::Conflict(body),
+        400 => ApiError::BadRequest(body),
+        _ => ApiError::Unprocessable(body),
+    })
+}
+
+/// How one attempt at creating a transfer ended.
+enum CreateOutcome {
+    /// Held and recorded; the answer is the transfer.
+    Created(TransferRow),
+    /// An answer stored under the key: a rejection just now, or an earlier answer replayed.
+    Answer {
+        status: u16,
+        body: serde_json::Value,
+    },
+    /// The key cannot be used for this request (reused with another request, or still in flight).
+    Refused(ApiError),
+}
+
+impl TransfersApi {
+    async fn body_of(&self, row: &TransferRow) -> ApiResult<TransferBody> {
+        let op = operation::get(&self.state.pool, row.transfer_id).await?;
+        Ok(TransferBody::new(row, op.as_ref()))
+    }
+
+    /// Waits for the transfer's operation to settle when the client asked to; the answer to send.
+    async fn respond(
+        &self,
+        row: TransferRow,
+        wait: Option<Duration>,
+        settled_status: u16,
+    ) -> ApiResult<TransferResponse> {
+        if let Some(wait) = wait {
+            let settled =
+                events::wait_settled(&self.state.pool, &self.state.events, row.transfer_id, wait)
+                    .await?;
+            if settled.is_some() {
+                let fresh = transfer::get(&self.state.pool, row.transfer_id)
+                    .await?
+                    .unwrap_or(row);
+                let body = self.body_of(&fresh).await?;
+                return Ok(if settled_status == 201 {
+                    TransferResponse::Created(Json(body))
+                } else {
+                    TransferResponse::Settled(Json(body))
+                });
+            }
+        }
+        Ok(TransferResponse::Accepted(Json(self.body_of(&row).await?)))
+    }
+
+    /// One attempt at the create transaction: the key, the checks, the holds, the job, the stored answer.
+    async fn create_once(
+        &self,
+        caller: &BearerAuth,
+        key: &str,
+        request_hash: &str,
+        request: &TransferRequest,
+    ) -> Result<CreateOutcome, transfer::TransferError> {
+        let user_id = caller.0.user_id;
+        let mut tx = self.state.pool.begin().await?;
+        match idempotency::claim_tx(&mut tx, user_id, key, request_hash).await? {
+            Claim::Fresh => {}
+            Claim::Replay { status, body } => return Ok(CreateOutcome::Answer { status, body }),
+            Claim::Mismatch => {
+                return Ok(CreateOutcome::Refused(ApiError::rejected(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request.",
+                    Some("Idempotency-Key"),
+                )))
+            }
+            Claim::InFlight => {
+                return Ok(CreateOutcome::Refused(ApiError::conflict(
+                    "idempotency_key_in_flight",
+                    "A request with this Idempotency-Key is still being processed.",
+                )))
+            }
+        }
+        let outcome =
+            transfer::create_tx(&mut tx, &self.state.config.money, user_id, request).await?;
+        let result = match outcome {
+            Ok(row) => {
+                let op = operation::Operation {
+                    operation_id: row.transfer_id,
+                    kind: "transfer".into(),
+                    owner_id: Some(user_id),
+                    status: if row.mode == "instant" {
+                        "processing"
+                    } else {
+                        "requires_action"
+                    }
+                    .into(),
+                    request: serde_json::Value::Null,
+                    result: None,
+                    failure_code: None,
+                    failure_message: None,
+                    created_at: row.created_at,
+                    updated_at: row.created_at,
+                    settled_at: None,
+                };
+                let body = TransferBody::new(&row, Some(&op))
+                    .to_json()
+                    .unwrap_or_default();
+                idempotency::store_tx(&mut tx, user_id, key, 202, &body).await?;
+                CreateOutcome::Created(row)
+            }
+            Err(rejection) => {
+                let (status, body) = error_parts(&rejection_error(&rejection));
+                idempotency::store_tx(&mut tx, user_id, key, status, &body).await?;
+                CreateOutcome::Answer { status, body }
+            }
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTag::Transfers")]
+impl TransfersApi {
+    /// Send money to another wallet (same currency). The funds are held at once and the transfer settles as a
+    /// job; send `Prefer: wait=N` (N ≤ 30) to wait for the final state.
+    #[oai(path = "/transfers", method = "post")]
+    async fn create(
+        &self,
+        caller: BearerAuth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+        #[oai(name = "Prefer")] prefer: Header<Option<String>>,
+        body: Json<CreateTransferRequest>,
+    ) -> ApiResult<TransferResponse> {
+        let key = idempotency_key.0.trim().to_owned();
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX {
+            return Err(ApiError::invalid(
+                "invalid_idempotency_key",
+                "The Idempotency-Key must be 1 to 255 characters.",
+                Some("Idempotency-Key"),
+            ));
+        }
+        let request = parse_request(&body)?;
+        let request_hash = sha256_hex(&serde_json::to_string(&body.0).map_err(ApiError::internal)?);
+        let wait = events::parse_prefer_wait(prefer.0.as_deref());
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match self
+                .create_once(&caller, &key, &request_hash, &request)
+                .await
+            {
+                Ok(outcome) => break outcome,
+                Err(error) if error.is_retryable() && attempt < TRANSACTION_TRIES => continue,
+                Err(error) => return Err(ApiError::internal(error)),
+            }
+        };
+        match outcome {
+            CreateOutcome::Created(row) => self.respond(row, wait, 201).await,
+            CreateOutcome::Answer { status, body } => replay(status, body),
+            CreateOutcome::Refused(error) => Err(error),
+        }
+    }
+
+    /// A transfer the caller sent or receives.
+    #[oai(path = "/transfers/:transfer_id", method = "get")]
+    async fn get(
+        &self,
+        caller: BearerAuth,
+        transfer_id: Path<String>,
+    ) -> ApiResult<Json<TransferBody>> {
+        let id = parse_id(&transfer_id, "transfer_id").map_err(|_| transfer_not_found())?;
+        let row = transfer::visible_to(&self.state.pool, caller.0.user_id, id)
+            .await?
+            .ok_or_else(transfer_not_found)?;
+        Ok(Json(self.body_of(&row).await?))
+    }
+
+    /// Accept a transfer sent to you that awaits acceptance; the held funds are posted to your wallet.
+    #[oai(path = "/transfers/:transfer_id/accept", method = "post")]
+    async fn accept(
+        &self,
+        caller: BearerAuth,
+        transfer_id: Path<String>,
+        #[oai(name = "Prefer")] prefer: Header<Option<String>>,
+    ) -> ApiResult<TransferResponse> {
+        self.decide(caller, &transfer_id, Decision::Accept, prefer.0.as_deref())
+            .await
+    }
+
+    /// Reject a transfer sent to you that awaits acceptance; the sender's held funds are released.
+    #[oai(path = "/transfers/:transfer_id/reject", method = "post")]
+    async fn reject(
+        &self,
+        caller: BearerAuth,
+        transfer_id: Path<String>,
+        #[oai(name = "Prefer")] prefer: Header<Option<String>>,
+    ) -> ApiResult<TransferResponse> {
+        self.decide(caller, &transfer_id, Decision::Reject, prefer.0.as_deref())
+            .await
+    }
+
+    /// An operation the caller owns.
+    #[oai(path = "/operations/:operation_id", method = "get")]
+    async fn operation(
+        &self,
+        caller: BearerAuth,
+        operation_id: Path<String>,
+    ) -> ApiResult<Json<OperationBody>> {
+        let not_found = || ApiError::not_found("operation_not_found", "No such operation.");
+        let id: Uuid = parse_id(&operation_id, "operation_id").map_err(|_| not_found())?;
+        let op = operation::get(&self.state.pool, id)
+            .await?
+            .filter(|op| op.owner_id == Some(caller.0.user_id))
+            .ok_or_else(not_found)?;
+        Ok(Json(op.into()))
+    }
+}
+
+fn transfer_not_found() -> ApiError {
+    ApiError::not_found("transfer_not_found", "No such transfer.")
+}
+
+impl TransfersApi {
+    async fn decide(
+        &self,
+        caller: BearerAuth,
+        transfer_id: &str,
+        decision: Decision,
+        prefer: Option<&str>,
+    ) -> ApiResult<TransferResponse> {
+        let id = parse_id(transfer_id, "transfer_id").map_err(|_| transfer_not_found())?;
+        let outcome = transfer::decide(&self.state.pool, caller.0.user_id, id, decision)
+            .await
+            .map_err(ApiError::internal)?;
+        let row = outcome.map_err(|rejection| match rejection {
+            DecisionRejection::NotFound => transfer_not_found(),
+            DecisionRejection::NotAwaitingAcceptance => {
+                ApiError::conflict("transfer_not_awaiting_acceptance", rejection.to_string())
+            }
+            DecisionRejection::Expired => {
+                ApiError::conflict("transfer_expired", rejection.to_string())
+            }
+        })?;
+        self.respond(row, events::parse_prefer_wait(prefer), 200)
+            .await
+    }
+}

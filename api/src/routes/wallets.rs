@@ -1,0 +1,316 @@
+//! `/api/v1/wallets`: list, create, read, freeze and unfreeze, spending limits and the transaction PIN.
+//!
+//! A wallet that is not the caller's answers exactly like one that does not exist (404), so ids of other users'
+//! wallets reveal nothing. Admins may freeze and unfreeze any wallet.
+
+use paycore_jobs::{
+    auth,
+    money::{Currency, AMOUNT_MINOR_MAX},
+    wallet::{self, WalletError, WalletRow},
+};
+use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{parse_id, ApiTag, NoContent};
+use crate::{
+    error::{ApiError, ApiResult},
+    security::BearerAuth,
+    AppState,
+};
+
+pub struct WalletsApi {
+    pub state: AppState,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BalancesBody {
+    /// Spendable now, in minor units.
+    pub available: i64,
+    /// Held for operations in flight.
+    pub pending: i64,
+    /// Settled balance.
+    pub posted: i64,
+    /// On its way in, waiting for this wallet's owner to accept it.
+    pub incoming: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct WalletBody {
+    pub wallet_id: String,
+    pub currency: String,
+    /// A 10-digit NUBAN.
+    pub account_number: String,
+    /// `active` or `frozen`.
+    pub status: String,
+    pub balances: BalancesBody,
+    /// Inclusive daily spending limit in minor units (amount plus fees), if set.
+    pub daily_limit: Option<i64>,
+    pub monthly_limit: Option<i64>,
+    pub has_pin: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl WalletBody {
+    pub async fn load(pool: &PgPool, row: &WalletRow) -> Result<Self, ApiError> {
+        let view = wallet::view(pool, row).await?;
+        Ok(Self {
+            wallet_id: view.wallet_id.to_string(),
+            currency: view.currency,
+            account_number: view.account_number,
+            status: view.status,
+            balances: BalancesBody {
+                available: view.balances.available,
+                pending: view.balances.pending,
+                posted: view.balances.posted,
+                incoming: view.balances.incoming,
+            },
+            daily_limit: view.daily_limit,
+            monthly_limit: view.monthly_limit,
+            has_pin: view.has_pin,
+            created_at: view.created_at,
+        })
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct CreateWalletRequest {
+    /// NGN, USD, EUR, GBP, KES or GHS.
+    pub currency: String,
+}
+
+#[derive(Debug, Object)]
+pub struct LimitsRequest {
+    /// Minor units; null removes the limit.
+    pub daily_limit: Option<i64>,
+    pub monthly_limit: Option<i64>,
+}
+
+#[derive(Debug, Object)]
+pub struct PinRequest {
+    /// 4 to 6 digits, not trivially guessable.
+    pub pin: String,
+    /// Required when the wallet already has a PIN.
+    pub current_pin: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum CreatedWallet {
+    #[oai(status = 201)]
+    Created(Json<WalletBody>),
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("wallet_not_found", "No such wallet.")
+}
+
+fn check_limit(value: Option<i64>, param: &str) -> Result<(), ApiError> {
+    match value {
+        Some(limit) if !(1..=AMOUNT_MINOR_MAX).contains(&limit) => Err(ApiError::invalid(
+            "invalid_limit",
+            "A limit must be a positive amount of minor units.",
+            Some(param),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl WalletsApi {
+    /// The wallet if the caller owns it (or, with `admin`, any wallet).
+    async fn find(
+        &self,
+        caller: &BearerAuth,
+        wallet_id: &str,
+        admin: bool,
+    ) -> Result<WalletRow, ApiError> {
+        let id = parse_id(wallet_id, "wallet_id").map_err(|_| not_found())?;
+        let row = if admin && caller.0.role == auth::Role::Admin {
+            wallet::by_id(&self.state.pool, id).await?
+        } else {
+            wallet::owned(&self.state.pool, caller.0.user_id, id).await?
+        };
+        row.ok_or_else(not_found)
+    }
+
+    async fn set_status(
+        &self,
+        caller: BearerAuth,
+        wallet_id: &str,
+        status: &str,
+    ) -> ApiResult<Json<WalletBody>> {
+        let row = self.find(&caller, wallet_id, true).await?;
+        let row: WalletRow = sqlx::query_as(
+            "update wallet set status = $2, updated_at = now() where wallet_id = $1
+             returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+                       pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+        )
+        .bind(row.wallet_id)
+        .bind(status)
+        .fetch_one(&self.state.pool)
+        .await?;
+        Ok(Json(WalletBody::load(&self.state.pool, &row).await?))
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTag::Wallets")]
+impl WalletsApi {
+    /// The caller's wallets.
+    #[oai(path = "/wallets", method = "get")]
+    async fn list(&self, caller: BearerAuth) -> ApiResult<Json<Vec<WalletBody>>> {
+        let mut out = Vec::new();
+        for row in wallet::list_owned(&self.state.pool, caller.0.user_id).await? {
+            out.push(WalletBody::load(&self.state.pool, &row).await?);
+        }
+        Ok(Json(out))
+    }
+
+    /// Open a wallet in another currency (one per currency).
+    #[oai(path = "/wallets", method = "post")]
+    async fn create(
+        &self,
+        caller: BearerAuth,
+        body: Json<CreateWalletRequest>,
+    ) -> ApiResult<CreatedWallet> {
+        let currency: Currency =
+            body.currency
+                .parse()
+                .map_err(|e: paycore_jobs::money::UnknownCurrency| {
+                    ApiError::invalid("unsupported_currency", e.to_string(), Some("currency"))
+                })?;
+        let mut tx = self.state.pool.begin().await?;
+        let row = wallet::create_tx(
+            &mut tx,
+            caller.0.user_id,
+            currency,
+            &self.state.config.money.bank_code,
+        )
+        .await
+        .map_err(|error| match error {
+            WalletError::AlreadyExists => ApiError::conflict(
+                "wallet_exists",
+                "You already have a wallet in this currency.",
+            ),
+            other => ApiError::internal(other),
+        })?;
+        tx.commit().await?;
+        Ok(CreatedWallet::Created(Json(
+            WalletBody::load(&self.state.pool, &row).await?,
+        )))
+    }
+
+    /// One wallet with its balances.
+    #[oai(path = "/wallets/:wallet_id", method = "get")]
+    async fn get(
+        &self,
+        caller: BearerAuth,
+        wallet_id: Path<String>,
+    ) -> ApiResult<Json<WalletBody>> {
+        let row = self.find(&caller, &wallet_id, false).await?;
+        Ok(Json(WalletBody::load(&self.state.pool, &row).await?))
+    }
+
+    /// Freeze a wallet: it can neither send nor receive until unfrozen. Owners and admins.
+    #[oai(path = "/wallets/:wallet_id/freeze", method = "post")]
+    async fn freeze(
+        &self,
+        caller: BearerAuth,
+        wallet_id: Path<String>,
+    ) -> ApiResult<Json<WalletBody>> {
+        self.set_status(caller, &wallet_id, "frozen").await
+    }
+
+    /// Unfreeze a wallet. Owners and admins.
+    #[oai(path = "/wallets/:wallet_id/unfreeze", method = "post")]
+    async fn unfreeze(
+        &self,
+        caller: BearerAuth,
+        wallet_id: Path<String>,
+    ) -> ApiResult<Json<WalletBody>> {
+        self.set_status(caller, &wallet_id, "active").await
+    }
+
+    /// Set or remove the daily and monthly spending limits (inclusive; amount plus fees count).
+    #[oai(path = "/wallets/:wallet_id/limits", method = "put")]
+    async fn limits(
+        &self,
+        caller: BearerAuth,
+        wallet_id: Path<String>,
+        body: Json<LimitsRequest>,
+    ) -> ApiResult<Json<WalletBody>> {
+        check_limit(body.daily_limit, "daily_limit")?;
+        check_limit(body.monthly_limit, "monthly_limit")?;
+        let row = self.find(&caller, &wallet_id, false).await?;
+        let row: WalletRow = sqlx::query_as(
+            "update wallet set daily_limit = $2, monthly_limit = $3, updated_at = now() where wallet_id = $1
+             returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+                       pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+        )
+        .bind(row.wallet_id)
+        .bind(body.daily_limit)
+        .bind(body.monthly_limit)
+        .fetch_one(&self.state.pool)
+        .await?;
+        Ok(Json(WalletBody::load(&self.state.pool, &row).await?))
+    }
+
+    /// Set the transaction PIN, or change it (then `current_pin` is required and counts toward the lockout).
+    #[oai(path = "/wallets/:wallet_id/pin", method = "put")]
+    async fn pin(
+        &self,
+        caller: BearerAuth,
+        wallet_id: Path<String>,
+        body: Json<PinRequest>,
+    ) -> ApiResult<NoContent> {
+        let id = self.find(&caller, &wallet_id, false).await?.wallet_id;
+        wallet::validate_pin(&body.pin)
+            .map_err(|e| ApiError::invalid("invalid_pin_format", e.to_string(), Some("pin")))?;
+        let mut tx = self.state.pool.begin().await?;
+        let row = wallet::lock_tx(&mut tx, id).await?.ok_or_else(not_found)?;
+        if row.pin_hash.is_some() {
+            let check = wallet::check_pin_tx(&mut tx, &row, body.current_pin.as_deref()).await?;
+            let rejection = match check {
+                wallet::PinCheck::Ok => None,
+                wallet::PinCheck::Required => Some(ApiError::rejected(
+                    "pin_required",
+                    "The current PIN is required.",
+                    Some("current_pin"),
+                )),
+                wallet::PinCheck::Locked { .. } => Some(ApiError::rejected(
+                    "pin_locked",
+                    "The PIN is locked after too many wrong entries; try again later.",
+                    Some("current_pin"),
+                )),
+                wallet::PinCheck::Invalid { .. } => Some(ApiError::rejected(
+                    "invalid_pin",
+                    "The current PIN is wrong.",
+                    Some("current_pin"),
+                )),
+            };
+            if let Some(rejection) = rejection {
+                // The failed attempt is counted even though nothing else changes.
+                tx.commit().await?;
+                return Err(rejection);
+            }
+        }
+        let pin = body.pin.clone();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&pin))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+        sqlx::query(
+            "update wallet set pin_hash = $2, pin_failed_attempts = 0, pin_locked_until = null, updated_at = now()
+             where wallet_id = $1",
+        )
+        .bind(id)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(NoContent::Done)
+    }
+}
+
+/// Parses a wallet id given by a client.
+pub fn wallet_id(raw: &str, param: &str) -> Result<Uuid, ApiError> {
+    parse_id(raw, param)
+}
