@@ -136,15 +136,44 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 body("invalid_request", "unsupported_content_type", message, None)
             }
-            StatusCode::UNAUTHORIZED => body("authentication", "unauthenticated", message, None),
+            StatusCode::UNAUTHORIZED => body(
+                "authentication",
+                "unauthenticated",
+                "A valid bearer token is required.",
+                None,
+            ),
             StatusCode::FORBIDDEN => body("permission", "forbidden", message, None),
             StatusCode::CONFLICT => body("conflict", "conflict", message, None),
             StatusCode::TOO_MANY_REQUESTS => body("rate_limit", "rate_limited", message, None),
             status if status.is_server_error() => {
                 body("api", "internal_error", "An internal error occurred.", None)
             }
-            _ => body("invalid_request", "invalid_request", message, None),
+            _ => {
+                let (code, param) = classify_parse_error(&message);
+                body("invalid_request", code, message.clone(), param.as_deref())
+            }
         }
+    }
+}
+
+/// poem-openapi reports request parsing failures as text; these are its messages (see its `error.rs`).
+fn classify_parse_error(message: &str) -> (&'static str, Option<String>) {
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if message.starts_with("parse request payload error") {
+        ("malformed_body", None)
+    } else if message.contains("`Content-Type`") {
+        ("unsupported_content_type", None)
+    } else if let Some(name) = named("failed to parse parameter `") {
+        ("invalid_parameter", Some(name))
+    } else if let Some(name) = named("failed to parse path `") {
+        ("invalid_parameter", Some(name))
+    } else {
+        ("invalid_request", None)
     }
 }
 

@@ -246,10 +246,11 @@ pub async fn post_tx(
         resolved.push((pending_id, row.amount));
     }
 
-    // Lock every account in id order (the BTreeMap's order) and check currencies.
+    // Lock every account in id order (the BTreeMap's order) and check currencies. `no key update` lets the
+    // foreign-key checks of concurrent transfer inserts through.
     let ids: Vec<AccountId> = deltas.keys().copied().collect();
     let currencies: Vec<(AccountId, String)> = sqlx::query_as(
-        "select account_id, currency from ledger_account where account_id = any($1) order by account_id for update",
+        "select account_id, currency from ledger_account where account_id = any($1) order by account_id for no key update",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)

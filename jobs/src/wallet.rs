@@ -95,13 +95,15 @@ pub async fn by_id(pool: &PgPool, wallet_id: Uuid) -> Result<Option<WalletRow>, 
     .await
 }
 
-/// Locks a wallet row for the rest of the transaction.
+/// Locks a wallet row for the rest of the transaction. `for no key update`, not `for update`: transfers insert
+/// rows referencing the *other* wallet, and the foreign-key check's share lock must not wait on this lock, or two
+/// opposite transfers deadlock.
 pub async fn lock_tx(
     tx: &mut PgConnection,
     wallet_id: Uuid,
 ) -> Result<Option<WalletRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 for update"
+        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 for no key update"
     )))
     .bind(wallet_id)
     .fetch_optional(&mut *tx)

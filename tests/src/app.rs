@@ -1,19 +1,26 @@
-//! `spawn_app()`: the real api on port 0, with its own database, and typed helpers for tests.
+//! `spawn_app()`: the real api on port 0, with its own database, in-process workers on every queue, and typed
+//! helpers for tests.
 
 use std::sync::Arc;
 
 use paycore_api::AppState;
-use paycore_jobs::config::{Config, Env};
+use paycore_jobs::{
+    config::{Config, Env},
+    engine::Queue,
+};
 use poem::listener::{Acceptor, Listener, TcpListener};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::TestDb;
+use crate::{fast_engine, InProcessWorkers, TestDb};
 
 pub struct TestApp {
     pub address: String,
     pub db: TestDb,
     pub client: reqwest::Client,
     pub config: Arc<Config>,
+    pub workers: Option<InProcessWorkers>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -21,7 +28,7 @@ pub struct TestApp {
 pub fn test_config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
     let mut pairs: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), database_url.into()),
-        ("DATABASE_MAX_CONNECTIONS".into(), "20".into()),
+        ("DATABASE_MAX_CONNECTIONS".into(), "40".into()),
     ];
     pairs.extend(
         overrides
@@ -38,11 +45,22 @@ pub fn test_config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
     Config::from_env(&Env::new(&lookup)).expect("test configuration")
 }
 
+/// The api with workers on every queue.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let app = spawn_api_only(overrides).await;
+    let workers = InProcessWorkers::start(&app.db.pool, Queue::ALL.to_vec(), fast_engine());
+    TestApp {
+        workers: Some(workers),
+        ..app
+    }
+}
+
+/// The api without workers: operations stay where the api leaves them.
+pub async fn spawn_api_only(overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDb::new().await.expect("test database");
     let config = test_config(&db.url, overrides);
     let state = AppState::new(db.pool.clone(), config);
@@ -65,12 +83,184 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         db,
         client: reqwest::Client::new(),
         config,
+        workers: None,
         _stop: stop,
     }
+}
+
+/// A registered user with their session and default NGN wallet.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub email: String,
+    pub password: String,
+    pub user_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub wallet_id: String,
+    pub account_number: String,
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let response = self.get(path, token).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn register_user(&self, tag: &str) -> TestUser {
+        let email = format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery".to_owned();
+        let response = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &json!({"email": email, "password": password, "full_name": format!("Test {tag}")}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "register");
+        let body: Value = response.json().await.expect("json");
+        TestUser {
+            email,
+            password,
+            user_id: body["user"]["user_id"]
+                .as_str()
+                .expect("user id")
+                .to_owned(),
+            access_token: body["tokens"]["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+            refresh_token: body["tokens"]["refresh_token"]
+                .as_str()
+                .expect("refresh")
+                .to_owned(),
+            wallet_id: body["wallet"]["wallet_id"]
+                .as_str()
+                .expect("wallet")
+                .to_owned(),
+            account_number: body["wallet"]["account_number"]
+                .as_str()
+                .expect("number")
+                .to_owned(),
+        }
+    }
+
+    /// Sends a transfer with a fresh idempotency key and the given extra fields.
+    pub async fn transfer(
+        &self,
+        from: &TestUser,
+        to_account_number: &str,
+        amount: i64,
+        extra: Value,
+    ) -> reqwest::Response {
+        self.transfer_with_key(
+            from,
+            to_account_number,
+            amount,
+            extra,
+            &uuid::Uuid::new_v4().to_string(),
+            Some(10),
+        )
+        .await
+    }
+
+    pub async fn transfer_with_key(
+        &self,
+        from: &TestUser,
+        to_account_number: &str,
+        amount: i64,
+        extra: Value,
+        key: &str,
+        wait_seconds: Option<u64>,
+    ) -> reqwest::Response {
+        let mut body = json!({
+            "from_wallet_id": from.wallet_id, "to_account_number": to_account_number,
+            "amount": amount, "currency": "NGN", "narration": "test transfer",
+        });
+        if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/transfers"))
+            .bearer_auth(&from.access_token)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        if let Some(wait) = wait_seconds {
+            request = request.header("Prefer", format!("wait={wait}"));
+        }
+        request.send().await.expect("transfer request")
+    }
+
+    pub async fn wallet(&self, user: &TestUser, wallet_id: &str) -> Value {
+        self.get_json(&format!("/api/v1/wallets/{wallet_id}"), &user.access_token)
+            .await
+    }
+
+    pub async fn available(&self, user: &TestUser) -> i64 {
+        self.wallet(user, &user.wallet_id).await["balances"]["available"]
+            .as_i64()
+            .expect("available")
+    }
+
+    /// Runs the ledger audit directly and returns its findings (empty when clean).
+    pub async fn audit_findings(&self) -> Vec<String> {
+        paycore_jobs::ledger::audit(&self.db.pool)
+            .await
+            .expect("audit")
+            .findings
+    }
+
+    /// An admin account's access token.
+    pub async fn admin_token(&self, role: paycore_jobs::auth::Role) -> String {
+        let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        paycore_jobs::wallet::ensure_admin(&self.db.pool, &email, "admin password 1", role)
+            .await
+            .expect("admin");
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": email, "password": "admin password 1"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+}
+
+/// The `error.code` of an error response, after checking its status and shape.
+pub async fn error_code(response: reqwest::Response, status: StatusCode) -> String {
+    let actual = response.status();
+    let body: Value = response.json().await.expect("error body is json");
+    assert_eq!(actual, status, "unexpected status; body {body}");
+    for field in ["type", "code", "message"] {
+        assert!(
+            body["error"][field].is_string(),
+            "error.{field} missing in {body}"
+        );
+    }
+    body["error"]["code"].as_str().expect("code").to_owned()
 }

@@ -39,8 +39,9 @@ pub struct TransfersApi {
 const NARRATION_CHARS_MAX: usize = 140;
 /// The longest PIN string accepted before checking it.
 const PIN_CHARS_MAX: usize = 12;
-/// Attempts at a request transaction that met a deadlock or serialisation failure.
-const TRANSACTION_TRIES: usize = 3;
+/// Attempts at a request transaction that met a deadlock or serialisation failure, with a short random pause
+/// between them so that the colliding transactions do not collide again.
+const TRANSACTION_TRIES: u32 = 5;
 
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateTransferRequest {
@@ -428,7 +429,11 @@ impl TransfersApi {
                 .await
             {
                 Ok(outcome) => break outcome,
-                Err(error) if error.is_retryable() && attempt < TRANSACTION_TRIES => continue,
+                Err(error) if error.is_retryable() && attempt < TRANSACTION_TRIES => {
+                    let pause_ms = 5 * u64::from(attempt) + u64::from(rand::random::<u8>() % 20);
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    continue;
+                }
                 Err(error) => return Err(ApiError::internal(error)),
             }
         };

@@ -1,0 +1,505 @@
+//! The money spine through the HTTP API, settled by real workers: registration and the welcome bonus, transfers
+//! under concurrency, idempotency, and the ledger audit after each.
+
+use futures::future::join_all;
+use paycore_tests::app::{error_code, spawn_app, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BONUS: i64 = 10_000_000;
+
+async fn subsidy_and_wallet_totals(app: &TestApp) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "select coalesce(sum(case when code = 'subsidy' then debits_posted - credits_posted end), 0)::bigint,
+                coalesce(sum(case when kind = 'wallet' then credits_posted - debits_posted end), 0)::bigint,
+                coalesce(sum(case when code = 'fee_income' then credits_posted - debits_posted end), 0)::bigint
+         from ledger_account where currency = 'NGN'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("totals")
+}
+
+#[tokio::test]
+async fn registration_credits_the_bonus_from_the_subsidy_account_and_leaves_the_ledger_balanced() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    let wallet = app.wallet(&ada, &ada.wallet_id).await;
+    assert_eq!(wallet["currency"], "NGN");
+    assert_eq!(wallet["balances"]["available"], BONUS);
+    assert_eq!(wallet["balances"]["posted"], BONUS);
+    let number = wallet["account_number"].as_str().expect("number");
+    assert!(
+        paycore_jobs::nuban::is_valid(&app.config.money.bank_code, number),
+        "{number} is a NUBAN"
+    );
+    let (subsidy_out, wallets, _) = subsidy_and_wallet_totals(&app).await;
+    assert_eq!((subsidy_out, wallets), (BONUS, BONUS));
+    assert!(app.audit_findings().await.is_empty());
+    let history = app
+        .get_json("/api/v1/transactions", &ada.access_token)
+        .await;
+    assert_eq!(history["data"][0]["type"], "welcome_bonus");
+    assert_eq!(history["data"][0]["direction"], "credit");
+    assert_eq!(history["data"][0]["balance_after"], BONUS);
+}
+
+#[tokio::test]
+async fn the_welcome_bonus_is_configurable_and_zero_disables_it() {
+    let app = paycore_tests::app::spawn_app_with(&[("INITIAL_BONUS", "0")]).await;
+    let user = app.register_user("nobonus").await;
+    assert_eq!(app.available(&user).await, 0);
+    assert!(app.audit_findings().await.is_empty());
+}
+
+#[tokio::test]
+async fn emails_are_unique_regardless_of_case() {
+    let app = spawn_app().await;
+    let first = app.register_user("case").await;
+    let response = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": first.email.to_uppercase(), "password": "another password", "full_name": "Copy"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::CONFLICT).await,
+        "email_taken"
+    );
+}
+
+#[tokio::test]
+async fn an_instant_transfer_moves_the_amount_and_charges_the_fee_to_fee_income() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let response = app
+        .transfer(&ada, &bayo.account_number, 100_000, json!({}))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "settled while waiting"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["operation_status"], "succeeded");
+    assert_eq!(body["fee"]["amount"], 1_000, "1 % between different users");
+    assert_eq!(app.available(&ada).await, BONUS - 101_000);
+    assert_eq!(app.available(&bayo).await, BONUS + 100_000);
+    let (_, _, fees) = subsidy_and_wallet_totals(&app).await;
+    assert_eq!(fees, 1_000);
+    // The operation and the transfer are readable by the sender; the history shows the entry with its fee.
+    let op = app
+        .get_json(
+            &format!(
+                "/api/v1/operations/{}",
+                body["operation_id"].as_str().expect("op")
+            ),
+            &ada.access_token,
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    let history = app
+        .get_json("/api/v1/transactions?type=transfer", &ada.access_token)
+        .await;
+    let entry = &history["data"][0];
+    assert_eq!(
+        (
+            entry["direction"].as_str(),
+            entry["amount"].as_i64(),
+            entry["fee"].as_i64()
+        ),
+        (Some("debit"), Some(100_000), Some(1_000))
+    );
+    assert_eq!(entry["status"], "posted");
+    assert_eq!(entry["counterparty"], bayo.account_number.as_str());
+    assert_eq!(entry["balance_after"], BONUS - 101_000);
+    assert!(app.audit_findings().await.is_empty());
+}
+
+#[tokio::test]
+async fn without_waiting_a_transfer_is_accepted_with_its_funds_held_then_settles() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let response = app
+        .transfer_with_key(
+            &ada,
+            &bayo.account_number,
+            50_000,
+            json!({}),
+            "no-wait-1",
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("json");
+    let operation_path = format!(
+        "/api/v1/operations/{}",
+        body["operation_id"].as_str().expect("op")
+    );
+    paycore_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the transfer to settle",
+        || async {
+            let op = app.get_json(&operation_path, &ada.access_token).await;
+            (op["status"] == "succeeded").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(app.available(&bayo).await, BONUS + 50_000);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_transfers_from_a_wallet_that_affords_thirty_settle_exactly_thirty() {
+    let app = spawn_app().await;
+    let payer = app.register_user("payer").await;
+    let payees = join_all((0..5).map(|i| {
+        let app = &app;
+        async move { app.register_user(&format!("payee{i}")).await }
+    }))
+    .await;
+    // 330,033 kobo plus its 1 % fee (3,300) is 333,333: thirty cost 9,999,990, thirty-one would cost more than 10M.
+    let amount = 330_033;
+    let responses = join_all((0..50).map(|i| {
+        let to = payees[i % payees.len()].account_number.clone();
+        let payer = payer.clone();
+        let app = &app;
+        async move { app.transfer(&payer, &to, amount, json!({})).await }
+    }))
+    .await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED | StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert_eq!(
+                    error_code(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+                    "insufficient_funds"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((accepted, refused), (30, 20));
+    paycore_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "every transfer to settle",
+        || async {
+            let open: i64 = sqlx::query_scalar(
+                "select count(*) from operation where status not in ('succeeded', 'failed')",
+            )
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("count");
+            (open == 0).then_some(())
+        },
+    )
+    .await;
+    let wallet = app.wallet(&payer, &payer.wallet_id).await;
+    assert_eq!(wallet["balances"]["posted"], BONUS - 30 * 333_333);
+    assert_eq!(wallet["balances"]["pending"], 0);
+    assert!(wallet["balances"]["available"].as_i64().expect("available") >= 0);
+    assert!(app.audit_findings().await.is_empty());
+}
+
+#[tokio::test]
+async fn opposite_transfers_between_many_pairs_at_once_never_surface_a_deadlock() {
+    let app = spawn_app().await;
+    let users = join_all((0..8).map(|i| {
+        let app = &app;
+        async move { app.register_user(&format!("pair{i}")).await }
+    }))
+    .await;
+    let mut requests = Vec::new();
+    for round in 0..4 {
+        for pair in users.chunks(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            requests.push((a.clone(), b.account_number.clone(), 1_000 + round));
+            requests.push((b.clone(), a.account_number.clone(), 2_000 + round));
+        }
+    }
+    let responses = join_all(
+        requests
+            .iter()
+            .map(|(from, to, amount)| app.transfer(from, to, *amount, json!({}))),
+    )
+    .await;
+    for response in responses {
+        assert!(
+            matches!(
+                response.status(),
+                StatusCode::CREATED | StatusCode::ACCEPTED
+            ),
+            "every transfer goes through: {}",
+            response.status()
+        );
+    }
+    paycore_tests::eventually(std::time::Duration::from_secs(20), "settlement", || async {
+        let open: i64 =
+            sqlx::query_scalar("select count(*) from operation where status <> 'succeeded'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("count");
+        (open == 0).then_some(())
+    })
+    .await;
+    assert!(app.audit_findings().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_replays_the_first_answer_and_a_different_body_is_refused() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let first = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_000, json!({}), "key-1", None)
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("json");
+    let again = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_000, json!({}), "key-1", None)
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::ACCEPTED,
+        "the stored status is replayed"
+    );
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(first["transfer_id"], again["transfer_id"]);
+    let different = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_001, json!({}), "key-1", None)
+        .await;
+    assert_eq!(
+        error_code(different, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "idempotency_key_reused"
+    );
+    // Rejections are answers too: the same key replays the same refusal even after funds arrive.
+    let too_much = app
+        .transfer_with_key(&ada, &bayo.account_number, BONUS, json!({}), "key-2", None)
+        .await;
+    assert_eq!(
+        error_code(too_much, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "insufficient_funds"
+    );
+    let replayed = app
+        .transfer_with_key(&ada, &bayo.account_number, BONUS, json!({}), "key-2", None)
+        .await;
+    assert_eq!(
+        error_code(replayed, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "insufficient_funds"
+    );
+    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(transfers, 1);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_sent_concurrently_makes_exactly_one_transfer() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let responses = join_all((0..8).map(|_| {
+        app.transfer_with_key(
+            &ada,
+            &bayo.account_number,
+            7_000,
+            json!({}),
+            "same-key",
+            None,
+        )
+    }))
+    .await;
+    let mut ids = std::collections::BTreeSet::new();
+    for response in responses {
+        match response.status() {
+            StatusCode::ACCEPTED | StatusCode::CREATED => {
+                let body: Value = response.json().await.expect("json");
+                ids.insert(body["transfer_id"].as_str().expect("id").to_owned());
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(
+                    error_code(response, StatusCode::CONFLICT).await,
+                    "idempotency_key_in_flight"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "every success names the same transfer");
+    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(transfers, 1);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let valid = json!({
+        "from_wallet_id": ada.wallet_id, "to_account_number": bayo.account_number, "amount": 1000, "currency": "NGN",
+    });
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().expect("object").remove(field);
+        body
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "negative amount",
+            with("amount", json!(-5)),
+            "invalid_amount",
+        ),
+        ("zero amount", with("amount", json!(0)), "invalid_amount"),
+        (
+            "fractional string amount",
+            with("amount", json!("100.5")),
+            "malformed_body",
+        ),
+        (
+            "fractional amount",
+            with("amount", json!(100.5)),
+            "malformed_body",
+        ),
+        ("huge amount", with("amount", json!(1e20)), "malformed_body"),
+        (
+            "too large amount",
+            with("amount", json!(i64::MAX)),
+            "amount_too_large",
+        ),
+        (
+            "unknown currency",
+            with("currency", json!("XYZ")),
+            "unsupported_currency",
+        ),
+        (
+            "malformed wallet id",
+            with("from_wallet_id", json!("not-a-uuid")),
+            "invalid_id",
+        ),
+        (
+            "malformed account number",
+            with("to_account_number", json!("12ab")),
+            "invalid_account_number",
+        ),
+        ("missing amount", without("amount"), "malformed_body"),
+        (
+            "missing recipient",
+            without("to_account_number"),
+            "recipient_required",
+        ),
+        ("missing currency", without("currency"), "malformed_body"),
+        (
+            "long narration",
+            with("narration", json!("x".repeat(200))),
+            "invalid_narration",
+        ),
+    ];
+    for (name, body, code) in cases {
+        let response = app
+            .client
+            .post(app.url("/api/v1/transfers"))
+            .bearer_auth(&ada.access_token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            code,
+            "{name}"
+        );
+    }
+    let send =
+        |builder: reqwest::RequestBuilder| async move { builder.send().await.expect("request") };
+    let url = app.url("/api/v1/transfers");
+    let malformed = send(
+        app.client
+            .post(&url)
+            .bearer_auth(&ada.access_token)
+            .header("Idempotency-Key", "k1")
+            .header("content-type", "application/json")
+            .body("{\"amount\": "),
+    )
+    .await;
+    assert_eq!(
+        error_code(malformed, StatusCode::BAD_REQUEST).await,
+        "malformed_body"
+    );
+    let wrong_type = send(
+        app.client
+            .post(&url)
+            .bearer_auth(&ada.access_token)
+            .header("Idempotency-Key", "k2")
+            .header("content-type", "text/plain")
+            .body(valid.to_string()),
+    )
+    .await;
+    let status = wrong_type.status();
+    assert!(
+        matches!(
+            status,
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        ),
+        "{status}"
+    );
+    assert_eq!(
+        error_code(wrong_type, status).await,
+        "unsupported_content_type"
+    );
+    let no_key = send(
+        app.client
+            .post(&url)
+            .bearer_auth(&ada.access_token)
+            .json(&valid),
+    )
+    .await;
+    let code = error_code(no_key, StatusCode::BAD_REQUEST).await;
+    assert!(
+        code == "invalid_parameter" || code == "invalid_request",
+        "{code}"
+    );
+    let no_token = send(
+        app.client
+            .post(&url)
+            .header("Idempotency-Key", "k3")
+            .json(&valid),
+    )
+    .await;
+    assert_eq!(
+        error_code(no_token, StatusCode::UNAUTHORIZED).await,
+        "unauthenticated"
+    );
+
+    let operations: i64 = sqlx::query_scalar("select count(*) from operation")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(operations, 0, "no bad request created anything");
+    assert_eq!(app.available(&ada).await, BONUS);
+}
