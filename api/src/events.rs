@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use paycore_jobs::operation::{self, Operation, OPERATION_CHANNEL};
+use paycore_jobs::operation::{self, Operation, OperationStatus, OPERATION_CHANNEL};
 use serde::Deserialize;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::broadcast;
@@ -77,7 +77,8 @@ pub fn parse_prefer_wait(header: Option<&str>) -> Option<Duration> {
         .map(|seconds| Duration::from_secs(seconds.min(WAIT_SECONDS_MAX)))
 }
 
-/// Waits until the operation settles or `timeout` passes; returns it settled, or `None` on timeout.
+/// Waits until the operation is no longer in the engine's hands (settled, or waiting for a person:
+/// `requires_action`, `requires_approval`) or `timeout` passes; returns it then, or `None` on timeout.
 pub async fn wait_settled(
     pool: &PgPool,
     events: &Events,
@@ -88,7 +89,10 @@ pub async fn wait_settled(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(op) = operation::get(pool, operation_id).await? {
-            if op.status().is_terminal() {
+            if !matches!(
+                op.status(),
+                OperationStatus::Pending | OperationStatus::Processing
+            ) {
                 return Ok(Some(op));
             }
         }

@@ -317,7 +317,7 @@ impl TransfersApi {
             let settled =
                 events::wait_settled(&self.state.pool, &self.state.events, row.transfer_id, wait)
                     .await?;
-            if settled.is_some() {
+            if settled.is_some_and(|op| op.status().is_terminal()) {
                 let fresh = transfer::get(&self.state.pool, row.transfer_id)
                     .await?
                     .unwrap_or(row);
