@@ -18,6 +18,8 @@ pub async fn dev_main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
     paycore_jobs::telemetry::init(config.log_format);
     let pool = runtime::connect_and_migrate(&config).await?;
+    runtime::ensure_configured_admin(&pool, &config).await?;
+    runtime::seed_demo_data(&pool, &config).await?;
 
     // One signal stops all three parts.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -33,8 +35,16 @@ pub async fn dev_main() -> anyhow::Result<()> {
     });
 
     let base = format!("http://{}:{}", config.host, config.port);
+    let mut accounts = format!(
+        "  admin      {} / {}\n",
+        runtime::DEMO_ADMIN.0,
+        runtime::DEMO_ADMIN.1
+    );
+    for (email, password, _) in runtime::DEMO_USERS {
+        accounts.push_str(&format!("  user       {email} / {password}\n"));
+    }
     println!(
-        "\nPayCore is starting.\n  API:       {base}/api/v1\n  API docs:  {base}/docs\n  OpenAPI:   {base}/openapi.json\n  Health:    {base}/healthz  {base}/readyz  {base}/metrics\n"
+        "\nPayCore is starting.\n  API:       {base}/api/v1\n  API docs:  {base}/docs\n  OpenAPI:   {base}/openapi.json\n  Health:    {base}/healthz  {base}/readyz  {base}/metrics\n\nDemo accounts (email / password; users start with the NGN 100,000 welcome bonus):\n{accounts}"
     );
 
     let workers = tokio::spawn(run_workers(

@@ -139,3 +139,35 @@ pub async fn ensure_configured_admin(pool: &PgPool, config: &Config) -> anyhow::
     }
     Ok(())
 }
+
+/// The demo accounts the development command creates (once) and prints.
+pub const DEMO_ADMIN: (&str, &str) = ("admin@paycore.local", "paycore-admin-demo");
+pub const DEMO_USERS: [(&str, &str, &str); 2] = [
+    ("ada@paycore.local", "paycore-demo-ada", "Ada Obi"),
+    ("bayo@paycore.local", "paycore-demo-bayo", "Bayo Adeyemi"),
+];
+
+/// Seeds the demo data: an admin and two users whose NGN wallets hold the welcome bonus. Idempotent.
+pub async fn seed_demo_data(pool: &PgPool, config: &Config) -> anyhow::Result<()> {
+    crate::wallet::ensure_admin(pool, DEMO_ADMIN.0, DEMO_ADMIN.1, crate::auth::Role::Admin).await?;
+    let keys = crate::auth::TokenKeys::new(
+        config.jwt_secret.expose(),
+        config.money.access_token_ttl,
+        config.money.refresh_token_ttl,
+    );
+    for (email, password, name) in DEMO_USERS {
+        let new_user = crate::wallet::NewUser {
+            email: crate::auth::Email::parse(email)
+                .ok_or_else(|| anyhow::anyhow!("bad demo email"))?,
+            phone: None,
+            password: password.to_owned(),
+            full_name: name.to_owned(),
+            role: crate::auth::Role::User,
+        };
+        match crate::wallet::register(pool, &config.money, &keys, new_user, None, None).await {
+            Ok(_) | Err(crate::wallet::RegisterError::EmailTaken) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
