@@ -238,6 +238,16 @@ async fn issue_pair_tx(
     })
 }
 
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    session_id: Uuid,
+    used_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    user_id: Uuid,
+    role: String,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Exchanges a refresh token for a new pair. A token used twice revokes its whole session.
 pub async fn refresh(
     pool: &PgPool,
@@ -245,14 +255,7 @@ pub async fn refresh(
     refresh_token: &str,
 ) -> Result<TokenPair, AuthError> {
     let mut tx = pool.begin().await?;
-    let row: Option<(
-        Uuid,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-        Uuid,
-        String,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let row: Option<RefreshRow> = sqlx::query_as(
         "select r.session_id, r.used_at, r.expires_at, s.user_id, u.role, s.revoked_at
          from refresh_token r join session s using (session_id) join app_user u using (user_id)
          where r.token_hash = $1 for update of r, s",
@@ -260,7 +263,15 @@ pub async fn refresh(
     .bind(sha256_hex(refresh_token))
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((session_id, used_at, expires_at, user_id, role, revoked_at)) = row else {
+    let Some(RefreshRow {
+        session_id,
+        used_at,
+        expires_at,
+        user_id,
+        role,
+        revoked_at,
+    }) = row
+    else {
         return Err(AuthError::InvalidRefreshToken);
     };
     if used_at.is_some() {

@@ -380,6 +380,21 @@ pub struct AuditReport {
     pub transfers: i64,
 }
 
+/// An account whose counters disagree with the sum of its transfers.
+#[derive(Debug, sqlx::FromRow)]
+#[allow(dead_code)] // read through Debug in the finding
+struct CounterDrift {
+    account_id: i64,
+    debits_pending: i64,
+    debits_pending_expected: i64,
+    debits_posted: i64,
+    debits_posted_expected: i64,
+    credits_pending: i64,
+    credits_pending_expected: i64,
+    credits_posted: i64,
+    credits_posted_expected: i64,
+}
+
 /// Checks every ledger invariant over the whole ledger (ARCHITECTURE §3).
 pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -405,7 +420,7 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     }
 
     // 2. Every account's counters equal the sum of its transfers.
-    let drifted: Vec<(i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let drifted: Vec<CounterDrift> = sqlx::query_as(
         "with moves as (
              select t.debit_account_id as account_id,
                     case when t.flow = 'pending' then t.amount
@@ -424,8 +439,10 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
              select account_id, sum(dp)::bigint dp, sum(dpo)::bigint dpo, sum(cp)::bigint cp, sum(cpo)::bigint cpo
              from moves group by account_id
          )
-         select a.account_id, a.debits_pending, coalesce(s.dp, 0), a.debits_posted, coalesce(s.dpo, 0),
-                a.credits_pending, coalesce(s.cp, 0), a.credits_posted, coalesce(s.cpo, 0)
+         select a.account_id, a.debits_pending, coalesce(s.dp, 0) as debits_pending_expected,
+                a.debits_posted, coalesce(s.dpo, 0) as debits_posted_expected,
+                a.credits_pending, coalesce(s.cp, 0) as credits_pending_expected,
+                a.credits_posted, coalesce(s.cpo, 0) as credits_posted_expected
          from ledger_account a left join sums s on s.account_id = a.account_id
          where a.debits_pending <> coalesce(s.dp, 0) or a.debits_posted <> coalesce(s.dpo, 0)
             or a.credits_pending <> coalesce(s.cp, 0) or a.credits_posted <> coalesce(s.cpo, 0)",
@@ -435,7 +452,7 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     for row in drifted {
         findings.push(format!(
             "account {}: counters differ from its transfers: {row:?}",
-            row.0
+            row.account_id
         ));
     }
 
