@@ -12,6 +12,7 @@ use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 use tracing::Instrument;
 
+pub mod dashboard;
 pub mod dev;
 pub mod error;
 pub mod events;
@@ -63,6 +64,7 @@ type Apis = (
     routes::transfers::TransfersApi,
     routes::transactions::TransactionsApi,
     routes::admin::AdminApi,
+    routes::admin_jobs::AdminJobsApi,
 );
 
 /// The OpenAPI service: every documented endpoint.
@@ -86,6 +88,9 @@ pub fn api_service(state: &AppState) -> OpenApiService<Apis, ()> {
         routes::admin::AdminApi {
             state: state.clone(),
         },
+        routes::admin_jobs::AdminJobsApi {
+            state: state.clone(),
+        },
     );
     OpenApiService::new(apis, "PayCore API", env!("CARGO_PKG_VERSION"))
         .description("Wallets, a double-entry ledger, transfers and payments, run as durable jobs.")
@@ -100,6 +105,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .nest("/admin", dashboard::routes())
         .nest("/", service)
         .data(state)
         .around(move |next, request| {
@@ -194,12 +200,15 @@ async fn normalise_error(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    // JSON errors are already in shape; HTML ones are the dashboard's own pages.
+    let shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("text/html")
+        });
+    if shaped {
         return response;
     }
     let text = response.into_body().into_string().await.unwrap_or_default();

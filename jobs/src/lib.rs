@@ -1,6 +1,7 @@
 //! PayCore's core library: configuration, storage, the job engine, operations and (in later modules) the money
 //! domain and provider adapters. Nothing here knows about HTTP; the `api`, `worker` and `scheduler` binaries wire it.
 
+pub mod admin_audit;
 pub mod audit;
 pub mod auth;
 pub mod config;

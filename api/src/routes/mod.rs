@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 pub mod admin;
+pub mod admin_jobs;
 pub mod auth;
 pub mod transactions;
 pub mod transfers;

@@ -273,6 +273,12 @@ pub enum JobAction {
 }
 
 impl JobAction {
+    pub fn parse(raw: &str) -> Option<Self> {
+        [JobAction::Retry, JobAction::Cancel, JobAction::Discard]
+            .into_iter()
+            .find(|a| a.as_str() == raw)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobAction::Retry => "retry",
@@ -305,6 +311,18 @@ pub async fn apply_action(
     actor: &str,
 ) -> Result<ActionResult, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let result = apply_action_tx(&mut tx, action, filter, actor).await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// `apply_action` in the caller's transaction (so an admin action and its audit record commit together).
+pub async fn apply_action_tx(
+    tx: &mut sqlx::PgConnection,
+    action: JobAction,
+    filter: &JobFilter,
+    actor: &str,
+) -> Result<ActionResult, sqlx::Error> {
     // Lock the matching rows that are not in a worker's hands; the others are reported as skipped.
     let mut select = QueryBuilder::new(format!(
         "select j.id, {STATE_SQL} as state, job_envelope(j.job) ->> 'operation_id' from apalis.jobs j"
@@ -347,7 +365,7 @@ pub async fn apply_action(
                 .as_deref()
                 .and_then(|raw| Uuid::parse_str(raw).ok())
             {
-                operation::cancel_tx(&mut tx, op).await?;
+                operation::cancel_tx(tx, op).await?;
             }
         }
         ids.push(id);
@@ -408,9 +426,84 @@ pub async fn apply_action(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(ActionResult {
         affected: ids,
         skipped,
     })
+}
+
+/// A live worker process: its queues, concurrency per queue, heartbeat and the jobs it holds now.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkerRow {
+    pub instance: String,
+    pub host: String,
+    pub pid: i32,
+    pub queues: serde_json::Value,
+    pub concurrency: serde_json::Value,
+    pub started_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub running: i64,
+}
+
+/// Worker processes seen within the last `within_s` seconds.
+pub async fn list_workers(pool: &PgPool, within_s: i64) -> Result<Vec<WorkerRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select p.instance, p.host, p.pid, p.queues, p.concurrency, p.started_at, p.last_seen,
+                (select count(*) from apalis.jobs j where j.lock_by like p.instance || '-%'
+                    and j.status in ('Queued', 'Running')) as running
+         from worker_process p where p.last_seen > now() - $1 * interval '1 second'
+         order by p.started_at, p.instance limit 500",
+    )
+    .bind(within_s)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub cron_expr: String,
+    pub queue: String,
+    pub kind: String,
+    pub missed_policy: String,
+    pub origin: String,
+    pub enabled: bool,
+    pub next_tick_at: DateTime<Utc>,
+    pub last_tick_at: Option<DateTime<Utc>>,
+    pub last_fired_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list_schedules(pool: &PgPool) -> Result<Vec<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select name, cron_expr, queue, kind, missed_policy, origin, enabled, next_tick_at, last_tick_at,
+                last_fired_at from cron_schedule order by name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Jobs finished per queue per minute over the last `minutes` minutes (oldest minute first).
+pub async fn throughput(
+    pool: &PgPool,
+    minutes: i32,
+) -> Result<Vec<(String, DateTime<Utc>, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "select job_type, date_trunc('minute', done_at) as minute, count(*) from apalis.jobs
+         where status = 'Done' and done_at > date_trunc('minute', now()) - $1 * interval '1 minute'
+         group by 1, 2 order by 2, 1",
+    )
+    .bind(minutes)
+    .fetch_all(pool)
+    .await
+}
+
+/// Job events (retries, cancels, rescues, …) of a job, oldest first.
+pub async fn job_events(
+    pool: &PgPool,
+    id: &str,
+) -> Result<Vec<(String, String, Option<String>, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as("select action, actor, detail, created_at from job_event where job_id = $1 order by job_event_id")
+        .bind(id)
+        .fetch_all(pool)
+        .await
 }

@@ -118,16 +118,60 @@ pub async fn run_workers(
         });
     }
     tracing::info!(queues = ?options.queues, instance = %options.instance, "workers starting");
-    monitor
+    let presence = tokio::spawn(announce_presence(pool.clone(), options.clone()));
+    let result = monitor
         .run_with_signal(async move {
             shutdown.await;
             tracing::info!("shutdown requested: no new jobs are fetched; in-flight jobs finish");
             Ok(())
         })
         .await
-        .map_err(|error| anyhow::anyhow!("worker monitor stopped: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("worker monitor stopped: {error}"));
+    presence.abort();
+    if let Err(error) = sqlx::query("delete from worker_process where instance = $1")
+        .bind(&options.instance)
+        .execute(&pool)
+        .await
+    {
+        tracing::warn!(%error, "could not deregister the worker process");
+    }
+    result?;
     tracing::info!("workers stopped");
     Ok(())
+}
+
+/// Keeps this process's `worker_process` row fresh, every heartbeat, for the dashboard.
+async fn announce_presence(pool: PgPool, options: WorkerOptions) {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let queues: Vec<&str> = options.queues.iter().map(|q| q.name()).collect();
+    let concurrency: serde_json::Map<String, serde_json::Value> = options
+        .queues
+        .iter()
+        .map(|q| {
+            (
+                q.name().to_owned(),
+                serde_json::json!(options.engine.concurrency_of(*q)),
+            )
+        })
+        .collect();
+    let mut interval = tokio::time::interval(options.engine.heartbeat);
+    loop {
+        interval.tick().await;
+        let result = sqlx::query(
+            "insert into worker_process (instance, host, pid, queues, concurrency) values ($1, $2, $3, $4, $5)
+             on conflict (instance) do update set last_seen = now()",
+        )
+        .bind(&options.instance)
+        .bind(&host)
+        .bind(i32::try_from(std::process::id()).unwrap_or(0))
+        .bind(serde_json::json!(queues))
+        .bind(serde_json::Value::Object(concurrency.clone()))
+        .execute(&pool)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "worker presence heartbeat failed");
+        }
+    }
 }
 
 /// The apalis service of every queue: decode, dispatch, classify.
