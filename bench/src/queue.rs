@@ -171,6 +171,9 @@ pub async fn run(options: &Options) -> anyhow::Result<ScenarioResult> {
         machine: machine(),
         measurements,
         correctness,
+        levels: Vec::new(),
+        pgbench_tps: None,
+        peak_rss_mib: None,
     })
 }
 
@@ -270,6 +273,7 @@ async fn pickup_latency(
         .await?;
         tx.commit().await?;
         let committed = chrono::Utc::now();
+        paycore_jobs::engine::wake(pool, &[Queue::Maintenance]).await;
         let started = loop {
             let started: Option<chrono::DateTime<chrono::Utc>> =
                 sqlx::query_scalar("select started_at from job_attempt where job_id = $1")

@@ -25,6 +25,21 @@ impl Options {
         Ok(Self { values })
     }
 
+    /// `--clients 8,32,64`.
+    pub fn list(&self, name: &str, default: &[usize]) -> anyhow::Result<Vec<usize>> {
+        match self.values.get(name) {
+            None => Ok(default.to_vec()),
+            Some(raw) => raw
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--{name} takes numbers like 8,32,64"))
+                })
+                .collect(),
+        }
+    }
+
     pub fn number(&self, name: &str, default: u64) -> anyhow::Result<u64> {
         match self.values.get(name) {
             None => Ok(default),
@@ -83,6 +98,12 @@ pub struct ScenarioResult {
     pub machine: String,
     pub measurements: Vec<Measurement>,
     pub correctness: Vec<String>,
+    /// HTTP scenarios: one row per concurrency level.
+    pub levels: Vec<crate::http::LevelResult>,
+    /// `pgbench -N` transactions per second on the same server in the same run.
+    pub pgbench_tps: Option<f64>,
+    /// Peak resident memory of the api and worker processes, in MiB.
+    pub peak_rss_mib: Option<(f64, f64)>,
 }
 
 pub fn machine() -> String {
@@ -106,6 +127,38 @@ pub fn markdown(result: &ScenarioResult) -> String {
             m.target.as_deref().unwrap_or("")
         ));
     }
+    if let Some(tps) = result.pgbench_tps {
+        out.push_str(&format!(
+            "\n`pgbench -N` (8 clients, same server, same run): {tps:.0} tps\n"
+        ));
+    }
+    if !result.levels.is_empty() {
+        out.push_str("\n| clients | settled/s | of pgbench | p50 ms | p95 ms | p99 ms | max ms | not settled in wait | rejected | errors |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for level in &result.levels {
+            let ratio = result
+                .pgbench_tps
+                .map(|tps| format!("{:.0} %", 100.0 * level.throughput_per_s / tps))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+                level.clients,
+                level.throughput_per_s,
+                ratio,
+                level.latency.p50_ms,
+                level.latency.p95_ms,
+                level.latency.p99_ms,
+                level.latency.max_ms,
+                level.accepted_unsettled,
+                level.rejected,
+                level.errors
+            ));
+        }
+    }
+    if let Some((api, worker)) = result.peak_rss_mib {
+        out.push_str(&format!(
+            "\nPeak resident memory: api {api:.0} MiB, worker {worker:.0} MiB\n"
+        ));
+    }
     if !result.correctness.is_empty() {
         out.push_str("\nCorrectness checks after the run:\n");
         for check in &result.correctness {
@@ -123,5 +176,72 @@ pub fn write(scenario: &str, result: &ScenarioResult) -> anyhow::Result<(PathBuf
     let md = dir.join(format!("{scenario}-{stamp}.md"));
     std::fs::write(&json, serde_json::to_vec_pretty(result)?)?;
     std::fs::write(&md, markdown(result))?;
+    if !result.levels.is_empty() {
+        std::fs::write(
+            dir.join(format!("{scenario}-{stamp}.svg")),
+            svg_chart(result),
+        )?;
+        std::fs::write(
+            dir.join(format!("{scenario}-latest.svg")),
+            svg_chart(result),
+        )?;
+    }
     Ok((json, md))
+}
+
+/// Throughput (bars) and p99 latency (line) per concurrency level, as a standalone SVG.
+pub fn svg_chart(result: &ScenarioResult) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 260.0;
+    const PAD: f64 = 48.0;
+    let levels = &result.levels;
+    let max_tps = levels
+        .iter()
+        .map(|l| l.throughput_per_s)
+        .fold(1.0, f64::max);
+    let max_p99 = levels.iter().map(|l| l.latency.p99_ms).fold(1.0, f64::max);
+    let slot = (W - 2.0 * PAD) / levels.len().max(1) as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"11\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <text x=\"{PAD}\" y=\"18\" font-size=\"13\">{}: settled/s (bars, left) and p99 ms (line, right)</text>",
+        result.scenario
+    );
+    let mut points = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        let x = PAD + i as f64 * slot;
+        let h = (H - 2.0 * PAD) * level.throughput_per_s / max_tps;
+        svg.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#fca311\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}/s</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} clients</text>",
+            x + slot * 0.15,
+            H - PAD - h,
+            slot * 0.7,
+            x + slot / 2.0,
+            H - PAD - h - 4.0,
+            level.throughput_per_s,
+            x + slot / 2.0,
+            H - PAD + 14.0,
+            level.clients
+        ));
+        points.push(format!(
+            "{:.1},{:.1}",
+            x + slot / 2.0,
+            H - PAD - (H - 2.0 * PAD) * level.latency.p99_ms / max_p99
+        ));
+    }
+    svg.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#14213d\" stroke-width=\"2\"/>",
+        points.join(" ")
+    ));
+    for (point, level) in points.iter().zip(levels) {
+        let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
+        svg.push_str(&format!(
+            "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"#14213d\"/><text x=\"{x}\" y=\"{y}\" dx=\"6\" dy=\"-6\" fill=\"#14213d\">p99 {:.0} ms</text>",
+            level.latency.p99_ms
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
 }

@@ -52,6 +52,25 @@ pub const PASSWORD_CHARS_MIN: usize = 8;
 /// … and at most this long, so hashing cost is bounded.
 pub const PASSWORD_CHARS_MAX: usize = 128;
 
+/// Password hashing is memory-hard by design (19 MiB per hash) and CPU-heavy: at most this many run at once per
+/// process, so a burst of registrations or sign-ins queues instead of exhausting memory and starving requests.
+static HASHING_PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    });
+
+/// Runs `work` (hashing or verifying a secret) on the blocking pool, within the hashing limit.
+pub async fn with_hashing_permit<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _permit = HASHING_PERMITS.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
@@ -405,7 +424,7 @@ pub async fn login(
     let (user_id, hash, role) =
         user.unwrap_or_else(|| (Uuid::nil(), DUMMY_HASH.clone(), "user".to_owned()));
     let password = password.to_owned();
-    let verified = tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
+    let verified = with_hashing_permit(move || verify_secret(&password, &hash))
         .await
         .unwrap_or(false);
     if !verified || user_id.is_nil() {

@@ -36,8 +36,8 @@ impl SystemAccount {
     }
 }
 
-/// Shards per system account and currency. Enough for two cores' worth of concurrent commits to rarely meet.
-pub const SYSTEM_ACCOUNT_SHARDS: i32 = 16;
+/// Shards per system account and currency: enough that concurrent postings rarely pick the same row.
+pub const SYSTEM_ACCOUNT_SHARDS: i32 = 64;
 
 /// One movement in a batch.
 #[derive(Debug, Clone)]

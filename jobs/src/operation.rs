@@ -2,8 +2,8 @@
 //!
 //! The API inserts an operation and its job in one transaction; workers move it through
 //! `pending → processing → succeeded | failed | cancelled`. Transitions are guarded in SQL (`where status in …`)
-//! so two writers cannot both settle one operation, and each transition notifies `paycore_operation` so that
-//! waiting requests and event streams on any api process learn of it.
+//! so two writers cannot both settle one operation. After committing, writers `announce` the change on
+//! `paycore_operation`, so that waiting requests on any api process learn of it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -133,17 +133,27 @@ async fn transition_tx(
     .await?
     .rows_affected()
         == 1;
-    if changed {
-        sqlx::query(
-            "select pg_notify($1, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
-                 'status', status)::text) from operation where operation_id = $2",
-        )
-        .bind(OPERATION_CHANNEL)
-        .bind(operation_id)
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(changed)
+}
+
+/// Tells every api process that these operations changed (call it after the transaction that changed them commits).
+/// Sent outside that transaction because a transaction that notifies commits serially; a missed announcement only
+/// delays a waiting request until its next re-read of the operation.
+pub async fn announce(pool: &PgPool, operation_ids: &[Uuid]) {
+    if operation_ids.is_empty() {
+        return;
+    }
+    let result = sqlx::query(
+        "select pg_notify($1, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
+             'status', status)::text) from operation where operation_id = any($2)",
+    )
+    .bind(OPERATION_CHANNEL)
+    .bind(operation_ids)
+    .execute(pool)
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not announce operation changes");
+    }
 }
 
 /// Moves an open operation to a non-terminal waiting status (`requires_action`, `requires_approval`).

@@ -486,6 +486,7 @@ pub async fn decide(
     operation::mark_processing_tx(&mut tx, transfer_id).await?;
     enqueue_settle_tx(&mut tx, transfer_id).await?;
     tx.commit().await?;
+    crate::engine::wake(pool, &[SettleTransfer::QUEUE]).await;
     Ok(Ok(row))
 }
 
@@ -594,6 +595,7 @@ pub async fn settle(ctx: JobContext, job: SettleTransfer) -> Result<(), JobError
         operation::fail_tx(&mut tx, row.transfer_id, code, message).await?;
     }
     tx.commit().await?;
+    operation::announce(&ctx.pool, &[row.transfer_id]).await;
     Ok(())
 }
 
@@ -630,6 +632,7 @@ pub async fn expire(ctx: JobContext, _: ExpireTransfers) -> Result<(), JobError>
     }
     tx.commit().await?;
     if !expired.is_empty() {
+        crate::engine::wake(&ctx.pool, &[SettleTransfer::QUEUE]).await;
         tracing::info!(count = expired.len(), "expired unanswered transfers");
     }
     Ok(())

@@ -250,9 +250,9 @@ pub async fn register(
     user_agent: Option<&str>,
 ) -> Result<Registered, RegisterError> {
     let password = new_user.password.clone();
-    let password_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&password))
+    let password_hash = auth::with_hashing_permit(move || auth::hash_secret(&password))
         .await
-        .map_err(|e| auth::AuthError::Hash(e.to_string()))?
+        .ok_or_else(|| auth::AuthError::Hash("hashing task failed".into()))?
         .map_err(|e| auth::AuthError::Hash(e.to_string()))?;
     let user_id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
@@ -321,8 +321,9 @@ pub async fn ensure_admin(
         auth::PASSWORD_CHARS_MAX
     );
     let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&password))
-        .await?
+    let hash = auth::with_hashing_permit(move || auth::hash_secret(&password))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("hashing task failed"))?
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     let inserted = sqlx::query(
         "insert into app_user (user_id, email, full_name, password_hash, role) values ($1, $2, 'Administrator', $3, $4)
@@ -396,7 +397,7 @@ pub async fn check_pin_tx(
         return Ok(PinCheck::Required);
     };
     let candidate = pin.to_owned();
-    let matches = tokio::task::spawn_blocking(move || auth::verify_secret(&candidate, &hash))
+    let matches = auth::with_hashing_permit(move || auth::verify_secret(&candidate, &hash))
         .await
         .unwrap_or(false);
     if matches {

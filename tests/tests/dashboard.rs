@@ -21,9 +21,11 @@ fn repo_root() -> PathBuf {
 }
 
 async fn enqueue(app: &TestApp, job: NewJob) -> String {
+    let queue = job.queue;
     let mut tx = app.db.pool.begin().await.expect("begin");
     let id = enqueue_tx(&mut tx, job).await.expect("enqueue");
     tx.commit().await.expect("commit");
+    paycore_jobs::engine::wake(&app.db.pool, &[queue]).await;
     id
 }
 

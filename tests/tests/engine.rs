@@ -23,9 +23,11 @@ fn probe(key: &str) -> Probe {
 }
 
 async fn enqueue(pool: &PgPool, job: NewJob) -> String {
+    let queue = job.queue;
     let mut tx = pool.begin().await.expect("begin");
     let id = enqueue_tx(&mut tx, job).await.expect("enqueue");
     tx.commit().await.expect("commit");
+    paycore_jobs::engine::wake(pool, &[queue]).await;
     id
 }
 

@@ -24,6 +24,7 @@ async fn enqueue_probe(pool: &PgPool, key: &str, sleep_ms: u64) -> String {
     .expect("job");
     let id = enqueue_tx(&mut tx, job).await.expect("enqueue");
     tx.commit().await.expect("commit");
+    paycore_jobs::engine::wake(pool, &[paycore_jobs::engine::Queue::Maintenance]).await;
     id
 }
 

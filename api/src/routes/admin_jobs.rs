@@ -261,6 +261,7 @@ pub async fn act(
     )
     .await?;
     tx.commit().await?;
+    result.after_commit(&state.pool).await;
     Ok(result)
 }
 

@@ -299,7 +299,7 @@ impl AuthApi {
                 .fetch_one(pool)
                 .await?;
         let current = body.current_password.clone();
-        let verified = tokio::task::spawn_blocking(move || auth::verify_secret(&current, &hash))
+        let verified = auth::with_hashing_permit(move || auth::verify_secret(&current, &hash))
             .await
             .unwrap_or(false);
         if !verified {
@@ -310,9 +310,9 @@ impl AuthApi {
             ));
         }
         let new_password = body.new_password.clone();
-        let new_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&new_password))
+        let new_hash = auth::with_hashing_permit(move || auth::hash_secret(&new_password))
             .await
-            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("hashing task failed")))?
             .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
         let mut tx = pool.begin().await?;
         sqlx::query(

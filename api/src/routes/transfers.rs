@@ -394,6 +394,18 @@ impl TransfersApi {
             }
         };
         tx.commit().await?;
+        if let CreateOutcome::Created(row) = &result {
+            // Wake the settling worker; a transfer that waits for its recipient is announced instead.
+            if row.mode == "instant" {
+                paycore_jobs::engine::wake(
+                    &self.state.pool,
+                    &[paycore_jobs::engine::Queue::Payments],
+                )
+                .await;
+            } else {
+                operation::announce(&self.state.pool, &[row.transfer_id]).await;
+            }
+        }
         Ok(result)
     }
 }

@@ -293,9 +293,9 @@ impl WalletsApi {
             }
         }
         let pin = body.pin.clone();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&pin))
+        let hash = auth::with_hashing_permit(move || auth::hash_secret(&pin))
             .await
-            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("hashing task failed")))?
             .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
         sqlx::query(
             "update wallet set pin_hash = $2, pin_failed_attempts = 0, pin_locked_until = null, updated_at = now()

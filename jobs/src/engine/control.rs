@@ -259,6 +259,20 @@ pub struct ActionResult {
     pub affected: Vec<String>,
     /// Matching jobs it could not apply to (running, or in a state the action does not take).
     pub skipped: i64,
+    /// Queues with jobs to run again, to wake once the action commits.
+    #[serde(skip)]
+    pub queues_to_wake: Vec<Queue>,
+    /// Operations the action cancelled, to announce once it commits.
+    #[serde(skip)]
+    pub operations_changed: Vec<Uuid>,
+}
+
+impl ActionResult {
+    /// Wakes workers and announces operations; call after the action's transaction commits.
+    pub async fn after_commit(&self, pool: &PgPool) {
+        super::enqueue::wake(pool, &self.queues_to_wake).await;
+        operation::announce(pool, &self.operations_changed).await;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -313,6 +327,7 @@ pub async fn apply_action(
     let mut tx = pool.begin().await?;
     let result = apply_action_tx(&mut tx, action, filter, actor).await?;
     tx.commit().await?;
+    result.after_commit(pool).await;
     Ok(result)
 }
 
@@ -339,6 +354,7 @@ pub async fn apply_action_tx(
         .into_iter()
         .partition(|(_, state, _)| allowed.contains(&state.as_str()));
     let mut ids: Vec<String> = Vec::with_capacity(chosen.len());
+    let mut operations_changed = Vec::new();
     let mut skipped = i64::try_from(others.len()).unwrap_or(i64::MAX);
     for (id, _, operation_id) in chosen {
         // A job whose operation already settled must not run again: its effects (or compensations) are done.
@@ -365,7 +381,9 @@ pub async fn apply_action_tx(
                 .as_deref()
                 .and_then(|raw| Uuid::parse_str(raw).ok())
             {
-                operation::cancel_tx(tx, op).await?;
+                if operation::cancel_tx(tx, op).await? {
+                    operations_changed.push(op);
+                }
             }
         }
         ids.push(id);
@@ -386,15 +404,6 @@ pub async fn apply_action_tx(
                              attempts + case job_type {extra_attempts} else 5 end)
                      where id = any($1)"
                 )))
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-                // apalis wakes workers only on insert; a retried job is announced the same way.
-                sqlx::query(
-                    "select pg_notify('apalis::job::insert', json_build_object('job_type', job_type,
-                         'id', id, 'run_at', run_at)::text)
-                     from apalis.jobs where id = any($1)",
-                )
                 .bind(&ids)
                 .execute(&mut *tx)
                 .await?;
@@ -426,9 +435,21 @@ pub async fn apply_action_tx(
         .execute(&mut *tx)
         .await?;
     }
+    let queues_to_wake: Vec<Queue> = if action == JobAction::Retry {
+        let names: Vec<String> =
+            sqlx::query_scalar("select distinct job_type from apalis.jobs where id = any($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        names.iter().filter_map(|n| n.parse().ok()).collect()
+    } else {
+        Vec::new()
+    };
     Ok(ActionResult {
         affected: ids,
         skipped,
+        queues_to_wake,
+        operations_changed,
     })
 }
 

@@ -133,6 +133,25 @@ pub async fn enqueue_tx(tx: &mut PgConnection, job: NewJob) -> Result<JobId, Enq
     Ok(id.to_string())
 }
 
+/// Wakes the workers of `queues` (call it right after the transaction that enqueued their jobs commits). Sent
+/// outside that transaction because a transaction that notifies commits serially (see the migration
+/// `wake_after_commit`). A failure is only logged: workers find the jobs on their next heartbeat anyway.
+pub async fn wake(pool: &sqlx::PgPool, queues: &[Queue]) {
+    for queue in queues {
+        let result = sqlx::query(
+            "select pg_notify('apalis::job::insert', json_build_object('job_type', $1::text, 'id', $2::text,
+                 'run_at', now())::text)",
+        )
+        .bind(queue.name())
+        .bind(ulid::Ulid::generate().to_string())
+        .execute(pool)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, queue = queue.name(), "could not wake the queue's workers");
+        }
+    }
+}
+
 fn is_unique_violation(error: &apalis_postgres::Error) -> bool {
     match error {
         apalis_postgres::Error::Database(sqlx::Error::Database(db)) => {

@@ -276,6 +276,9 @@ async fn fire_schedule(
         enqueue_tx(&mut tx, job).await?;
     }
     tx.commit().await?;
+    if !to_fire.is_empty() {
+        super::enqueue::wake(pool, &[queue]).await;
+    }
     if missed > 0 {
         tracing::info!(schedule = %schedule.name, missed, fired = to_fire.len(), policy = policy.as_str(),
             "fired a schedule after missed ticks");
@@ -312,6 +315,7 @@ pub async fn trigger_now(pool: &PgPool, name: &str) -> Result<Option<String>, Sc
     };
     let id = enqueue_tx(&mut tx, job).await?;
     tx.commit().await?;
+    super::enqueue::wake(pool, &[queue]).await;
     Ok(Some(id))
 }
 

@@ -31,6 +31,9 @@ struct Dispatcher {
     retry_policy: super::queue::RetryPolicy,
 }
 
+/// Concurrent jobs per apalis fetch loop; a queue configured for more runs more loops.
+const JOBS_PER_FETCH_LOOP: usize = 8;
+
 /// How long a failed worker waits before it restarts.
 const WORKER_RESTART_PAUSE: Duration = Duration::from_millis(500);
 
@@ -106,16 +109,23 @@ pub async fn run_workers(
             queue,
             retry_policy: options.engine.retry_policy(queue),
         });
-        let storage = storage_for(&pool, queue, &options.engine);
+        // One apalis worker runs one fetch loop, which also flushes its lock and acknowledgement events to the
+        // database before each fetch; a queue with high concurrency gets several loops so that fetching keeps up.
         let concurrency = options.engine.concurrency_of(queue);
-        let name = format!("{}-{}", options.instance, queue.name());
-        monitor = monitor.register(move |index| {
-            WorkerBuilder::new(format!("{name}-{index}"))
-                .backend(storage.clone().with_pubsub())
-                .data(Arc::clone(&dispatcher))
-                .concurrency(concurrency)
-                .build(run_job)
-        });
+        let fetchers = concurrency.div_ceil(JOBS_PER_FETCH_LOOP).max(1);
+        for fetcher in 0..fetchers {
+            let share = concurrency / fetchers + usize::from(fetcher < concurrency % fetchers);
+            let storage = storage_for(&pool, queue, &options.engine);
+            let name = format!("{}-{}-{fetcher}", options.instance, queue.name());
+            let dispatcher = Arc::clone(&dispatcher);
+            monitor = monitor.register(move |index| {
+                WorkerBuilder::new(format!("{name}-{index}"))
+                    .backend(storage.clone().with_pubsub())
+                    .data(Arc::clone(&dispatcher))
+                    .concurrency(share.max(1))
+                    .build(run_job)
+            });
+        }
     }
     tracing::info!(queues = ?options.queues, instance = %options.instance, "workers starting");
     let presence = tokio::spawn(announce_presence(pool.clone(), options.clone()));
@@ -367,5 +377,8 @@ async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobErr
         JobError::LeaseLost => return Err(JobError::LeaseLost),
     }
     tx.commit().await?;
+    if let (JobError::Permanent { .. }, Some(operation_id)) = (error, ctx.operation_id) {
+        operation::announce(&ctx.pool, &[operation_id]).await;
+    }
     Ok(())
 }
