@@ -137,8 +137,10 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             concurrency: BTreeMap::new(),
-            heartbeat: Duration::from_secs(3),
-            missed_heartbeats: 4,
+            // The heartbeat is also the poll that picks up delayed retries and any job whose wake-up was missed,
+            // so it is short; twelve missed ones (12 s) mean the worker is gone and its jobs are rescued.
+            heartbeat: Duration::from_secs(1),
+            missed_heartbeats: 12,
             batch_size: 50,
             shutdown_grace: Duration::from_secs(30),
             job_retention: Duration::from_secs(7 * 24 * 3600),

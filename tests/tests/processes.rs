@@ -54,7 +54,7 @@ async fn running_on(pool: &PgPool, id: &str) -> String {
 async fn a_worker_killed_mid_job_is_rescued_by_another_worker_and_the_effect_commits_exactly_once()
 {
     let db = TestDb::new().await.expect("db");
-    // Production heartbeat settings (3 s × 4 missed): the rescue window is what operators get.
+    // Production heartbeat settings (1 s × 12 missed): the rescue window is what operators get.
     let victim = Process::spawn(
         "paycore-worker",
         "kill-victim",
