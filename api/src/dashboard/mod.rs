@@ -331,38 +331,58 @@ fn describe(pairs: &[(String, String)]) -> String {
     }
 }
 
+/// A bulk action form, checked: who, which action, which jobs, how many match now.
+struct BulkRequest {
+    admin: AdminSession,
+    action: JobAction,
+    filter: JobFilter,
+    count: i64,
+}
+
+async fn bulk_request(
+    state: &AppState,
+    request: &Request,
+    form: &Params,
+) -> Result<BulkRequest, Response> {
+    let admin = require_writer(state, request, form.get("csrf").map(String::as_str)).await?;
+    let Some(action) = form.get("action").and_then(|a| JobAction::parse(a)) else {
+        return Err(message_page(
+            Some(&admin),
+            StatusCode::BAD_REQUEST,
+            "Invalid action",
+            "Choose retry, cancel or discard.",
+        ));
+    };
+    let filter = filter_from(form).map_err(|message| {
+        message_page(
+            Some(&admin),
+            StatusCode::BAD_REQUEST,
+            "Invalid filter",
+            &message,
+        )
+    })?;
+    let count = control::count_jobs(&state.pool, &filter)
+        .await
+        .map_err(|error| failure(Some(&admin), error))?;
+    Ok(BulkRequest {
+        admin,
+        action,
+        filter,
+        count,
+    })
+}
+
 #[handler]
 async fn bulk_preview(
     state: Data<&AppState>,
     request: &Request,
     Form(form): Form<Params>,
 ) -> Response {
-    let admin = admin_or_return!(
-        require_writer(&state, request, form.get("csrf").map(String::as_str)).await
-    );
-    let Some(action) = form.get("action").and_then(|a| JobAction::parse(a)) else {
-        return message_page(
-            Some(&admin),
-            StatusCode::BAD_REQUEST,
-            "Invalid action",
-            "Choose retry, cancel or discard.",
-        );
+    let bulk = match bulk_request(&state, request, &form).await {
+        Ok(bulk) => bulk,
+        Err(response) => return response,
     };
-    let filter = match filter_from(&form) {
-        Ok(filter) => filter,
-        Err(message) => {
-            return message_page(
-                Some(&admin),
-                StatusCode::BAD_REQUEST,
-                "Invalid filter",
-                &message,
-            )
-        }
-    };
-    let count = match control::count_jobs(&state.pool, &filter).await {
-        Ok(count) => count,
-        Err(error) => return failure(Some(&admin), error),
-    };
+    let (admin, action, count) = (bulk.admin, bulk.action, bulk.count);
     let pairs = filter_pairs(&form);
     page(
         StatusCode::OK,
@@ -380,33 +400,12 @@ async fn bulk_confirm(
     request: &Request,
     Form(form): Form<Params>,
 ) -> Response {
-    let admin = admin_or_return!(
-        require_writer(&state, request, form.get("csrf").map(String::as_str)).await
-    );
-    let Some(action) = form.get("action").and_then(|a| JobAction::parse(a)) else {
-        return message_page(
-            Some(&admin),
-            StatusCode::BAD_REQUEST,
-            "Invalid action",
-            "Choose retry, cancel or discard.",
-        );
+    let bulk = match bulk_request(&state, request, &form).await {
+        Ok(bulk) => bulk,
+        Err(response) => return response,
     };
-    let filter = match filter_from(&form) {
-        Ok(filter) => filter,
-        Err(message) => {
-            return message_page(
-                Some(&admin),
-                StatusCode::BAD_REQUEST,
-                "Invalid filter",
-                &message,
-            )
-        }
-    };
+    let (admin, action, filter, count) = (bulk.admin, bulk.action, bulk.filter, bulk.count);
     let expected: Option<i64> = form.get("expected_count").and_then(|c| c.parse().ok());
-    let count = match control::count_jobs(&state.pool, &filter).await {
-        Ok(count) => count,
-        Err(error) => return failure(Some(&admin), error),
-    };
     let pairs = filter_pairs(&form);
     if Some(count) != expected {
         return message_page(

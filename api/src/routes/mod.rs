@@ -33,6 +33,14 @@ pub enum NoContent {
     Done,
 }
 
+/// Parses a currency code sent by a client.
+pub fn parse_currency(raw: &str) -> Result<paycore_jobs::money::Currency, ApiError> {
+    raw.parse()
+        .map_err(|e: paycore_jobs::money::UnknownCurrency| {
+            ApiError::invalid("unsupported_currency", e.to_string(), Some("currency"))
+        })
+}
+
 /// Parses an id sent by a client; a malformed one is a 400 naming the parameter.
 pub fn parse_id(raw: &str, param: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {

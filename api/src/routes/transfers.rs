@@ -194,12 +194,7 @@ fn parse_request(body: &CreateTransferRequest) -> Result<TransferRequest, ApiErr
             "amount",
         ),
     })?;
-    let currency: Currency =
-        body.currency
-            .parse()
-            .map_err(|e: paycore_jobs::money::UnknownCurrency| {
-                ApiError::invalid("unsupported_currency", e.to_string(), Some("currency"))
-            })?;
+    let currency: Currency = super::parse_currency(&body.currency)?;
     let narration = body.narration.trim().to_owned();
     if narration.chars().count() > NARRATION_CHARS_MAX || narration.chars().any(char::is_control) {
         return Err(invalid(

@@ -171,12 +171,7 @@ impl WalletsApi {
         caller: BearerAuth,
         body: Json<CreateWalletRequest>,
     ) -> ApiResult<CreatedWallet> {
-        let currency: Currency =
-            body.currency
-                .parse()
-                .map_err(|e: paycore_jobs::money::UnknownCurrency| {
-                    ApiError::invalid("unsupported_currency", e.to_string(), Some("currency"))
-                })?;
+        let currency: Currency = super::parse_currency(&body.currency)?;
         let mut tx = self.state.pool.begin().await?;
         let row = wallet::create_tx(
             &mut tx,
