@@ -42,9 +42,11 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// The entries of `user_id`'s wallets as rows with every derived column, for filtering in an outer query.
-const ENTRIES_SQL: &str = "
-    with mine as (select wallet_id, account_id from wallet where user_id = $1)
+/// The entries of a user's wallets as rows with every derived column, for filtering in an outer query. The user id
+/// goes between `ENTRIES_SQL_HEAD` and `ENTRIES_SQL_TAIL`.
+const ENTRIES_SQL_HEAD: &str =
+    "with mine as (select wallet_id, account_id from wallet where user_id = ";
+const ENTRIES_SQL_TAIL: &str = ")
     select t.transfer_id as transaction_id,
            coalesce(md.wallet_id, mc.wallet_id) as wallet_id,
            t.code as kind,
@@ -80,10 +82,11 @@ pub async fn list(
     filter: &Filter,
 ) -> Result<Vec<Entry>, sqlx::Error> {
     let mut builder: QueryBuilder<Postgres> = QueryBuilder::new("select * from (");
-    builder.push(ENTRIES_SQL);
+    builder
+        .push(ENTRIES_SQL_HEAD)
+        .push_bind(user_id)
+        .push(ENTRIES_SQL_TAIL);
     builder.push(") e where true");
-    // $1 is the user id inside ENTRIES_SQL; QueryBuilder numbers binds in order, so bind it first.
-    let mut builder = bind_user_first(builder, user_id);
     if let Some(wallet_id) = filter.wallet_id {
         builder.push(" and e.wallet_id = ").push_bind(wallet_id);
     }
@@ -154,24 +157,18 @@ pub async fn list(
     builder.build_query_as().fetch_all(pool).await
 }
 
-/// Binds the user id as `$1`. The SQL text above uses `$1` literally, and QueryBuilder's first bind is `$1`.
-fn bind_user_first(mut builder: QueryBuilder<Postgres>, user_id: Uuid) -> QueryBuilder<Postgres> {
-    builder
-        .push(" and ")
-        .push_bind(user_id)
-        .push(" is not null");
-    builder
-}
-
 pub async fn get(
     pool: &PgPool,
     user_id: Uuid,
     transaction_id: Uuid,
 ) -> Result<Option<Entry>, sqlx::Error> {
-    let sql = format!("select * from ({ENTRIES_SQL}) e where e.transaction_id = $2");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(user_id)
-        .bind(transaction_id)
-        .fetch_optional(pool)
-        .await
+    let mut builder: QueryBuilder<Postgres> = QueryBuilder::new("select * from (");
+    builder
+        .push(ENTRIES_SQL_HEAD)
+        .push_bind(user_id)
+        .push(ENTRIES_SQL_TAIL);
+    builder
+        .push(") e where e.transaction_id = ")
+        .push_bind(transaction_id);
+    builder.build_query_as().fetch_optional(pool).await
 }
