@@ -530,19 +530,29 @@ async fn job_action(
     ))
 }
 
+/// A page that lists rows: template `<name>.html`, the rows under `<name>`, navigation tab `<name>`.
+fn list_page<T: serde::Serialize>(
+    admin: &AdminSession,
+    name: &str,
+    rows: Result<Vec<T>, sqlx::Error>,
+) -> Response {
+    match rows {
+        Ok(rows) => page(
+            StatusCode::OK,
+            &format!("{name}.html"),
+            Some(admin),
+            name,
+            json!({ name: rows }),
+        ),
+        Err(error) => failure(Some(admin), error),
+    }
+}
+
 #[handler]
 async fn schedules_page(state: Data<&AppState>, request: &Request) -> Response {
     let admin = admin_or_return!(require_admin(&state, request).await);
-    match control::list_schedules(&state.pool).await {
-        Ok(schedules) => page(
-            StatusCode::OK,
-            "schedules.html",
-            Some(&admin),
-            "schedules",
-            json!({"schedules": schedules}),
-        ),
-        Err(error) => failure(Some(&admin), error),
-    }
+    let schedules = control::list_schedules(&state.pool).await;
+    list_page(&admin, "schedules", schedules)
 }
 
 #[handler]
@@ -574,16 +584,8 @@ async fn schedule_run(
 #[handler]
 async fn workers_page(state: Data<&AppState>, request: &Request) -> Response {
     let admin = admin_or_return!(require_admin(&state, request).await);
-    match control::list_workers(&state.pool, admin_jobs::WORKER_LIVE_WINDOW_S).await {
-        Ok(workers) => page(
-            StatusCode::OK,
-            "workers.html",
-            Some(&admin),
-            "workers",
-            json!({"workers": workers}),
-        ),
-        Err(error) => failure(Some(&admin), error),
-    }
+    let workers = control::list_workers(&state.pool, admin_jobs::WORKER_LIVE_WINDOW_S).await;
+    list_page(&admin, "workers", workers)
 }
 
 #[handler]
