@@ -56,7 +56,34 @@ pub struct Config {
     pub log_format: LogFormat,
     pub engine: EngineConfig,
     pub money: MoneyConfig,
+    pub providers: ProvidersConfig,
 }
+
+/// Where the payment providers are and how PayCore talks to them.
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    /// Paystack-compatible gateway and payouts, e.g. `https://api.paystack.co`.
+    pub paystack_base_url: String,
+    pub paystack_secret_key: Secret,
+    /// Flutterwave-compatible bills, e.g. `https://api.flutterwave.com/v3`.
+    pub flutterwave_base_url: String,
+    pub flutterwave_secret_key: Secret,
+    /// Longest wait for one provider call before it counts as "no answer" (and is retried).
+    pub timeout: Duration,
+    /// How old a webhook's signed timestamp may be.
+    pub webhook_tolerance: Duration,
+    /// When not empty, webhooks are accepted only from these addresses.
+    pub webhook_allowed_ips: Vec<std::net::IpAddr>,
+    /// Payouts above this amount (minor units) wait for an admin's approval.
+    pub payout_approval_threshold_minor: i64,
+    /// Where the gateway sends the customer after the hosted payment page, when the request names none.
+    pub deposit_return_url: Option<String>,
+    /// The sandbox providers' port in development (`paycore-dev` starts them).
+    pub sandbox_port: u16,
+}
+
+/// The sandbox providers' default port; the default base URLs point at it.
+pub const DEFAULT_SANDBOX_PORT: u16 = 8090;
 
 /// Settings of accounts, wallets and transfers.
 #[derive(Debug, Clone)]
@@ -306,6 +333,13 @@ impl Config {
                     fee_defaults.transfer_external,
                 )?,
                 transfer_own: fee_rule("FEE_TRANSFER_OWN", fee_defaults.transfer_own)?,
+                deposit: fee_rule("FEE_DEPOSIT", fee_defaults.deposit)?,
+                payout: fee_rule("FEE_PAYOUT", fee_defaults.payout)?,
+                payout_small: fee_rule("FEE_PAYOUT_SMALL", fee_defaults.payout_small)?,
+                payout_small_max_minor: env.parse(
+                    "FEE_PAYOUT_SMALL_MAX",
+                    fee_defaults.payout_small_max_minor,
+                )?,
             },
             access_token_ttl: Duration::from_secs(env.parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
             refresh_token_ttl: Duration::from_secs(
@@ -328,8 +362,67 @@ impl Config {
             log_format,
             engine,
             money,
+            providers: providers_config(env, production)?,
         })
     }
+}
+
+fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, ConfigError> {
+    let sandbox_port: u16 = env.parse("SANDBOX_PORT", DEFAULT_SANDBOX_PORT)?;
+    let required = |name: &'static str, default: String| match env.get(name) {
+        Some(value) => Ok(value),
+        None if production => Err(ConfigError::RequiredInProduction { name }),
+        None => Ok(default),
+    };
+    let url = |name: &'static str, default: String| {
+        let value = required(name, default)?;
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be an http(s) URL".into(),
+            });
+        }
+        Ok(value.trim_end_matches('/').to_owned())
+    };
+    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
+    let mut webhook_allowed_ips = Vec::new();
+    for part in env
+        .get("WEBHOOK_ALLOWED_IPS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        webhook_allowed_ips.push(part.parse().map_err(|_| ConfigError::Invalid {
+            name: "WEBHOOK_ALLOWED_IPS",
+            reason: format!("{part:?} is not an IP address"),
+        })?);
+    }
+    let threshold: i64 = env.parse("PAYOUT_APPROVAL_THRESHOLD", 100_000_000)?;
+    if threshold <= 0 {
+        return Err(ConfigError::Invalid {
+            name: "PAYOUT_APPROVAL_THRESHOLD",
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(ProvidersConfig {
+        paystack_base_url: url("PAYSTACK_BASE_URL", format!("{sandbox}/paystack"))?,
+        paystack_secret_key: Secret::new(required(
+            "PAYSTACK_SECRET_KEY",
+            "sk_test_paycore_sandbox".into(),
+        )?),
+        flutterwave_base_url: url("FLUTTERWAVE_BASE_URL", format!("{sandbox}/flutterwave/v3"))?,
+        flutterwave_secret_key: Secret::new(required(
+            "FLUTTERWAVE_SECRET_KEY",
+            "FLWSECK_TEST-paycore-sandbox".into(),
+        )?),
+        timeout: env.millis("PROVIDER_TIMEOUT_MS", Duration::from_secs(15))?,
+        webhook_tolerance: Duration::from_secs(env.parse("WEBHOOK_TOLERANCE_SECONDS", 300)?),
+        webhook_allowed_ips,
+        payout_approval_threshold_minor: threshold,
+        deposit_return_url: env.get("DEPOSIT_RETURN_URL"),
+        sandbox_port,
+    })
 }
 
 /// `WORKER_CONCURRENCY` is `payments=16,emails=4`; queues not named keep the default.

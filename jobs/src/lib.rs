@@ -3,6 +3,7 @@
 
 pub mod admin_audit;
 pub mod audit;
+pub mod bill_catalogue;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod ledger;
 pub mod money;
 pub mod nuban;
 pub mod operation;
+pub mod providers;
 pub mod runtime;
 pub mod telemetry;
 pub mod transfer;

@@ -152,6 +152,24 @@ pub struct FeeSchedule {
     pub transfer_external: FeeRule,
     /// A transfer between two wallets of the same user.
     pub transfer_own: FeeRule,
+    /// A deposit through the gateway or by bank transfer (1.5 %, capped at ₦2,000: the gateway's own pricing, which
+    /// the seed's provider helper computed; the seed's uncapped 1.5 % on account deposits is not repeated).
+    pub deposit: FeeRule,
+    /// A payout above `payout_small_max_minor` (₦50 + 1 %, capped at ₦100).
+    pub payout: FeeRule,
+    /// A payout of at most `payout_small_max_minor` (₦50 flat).
+    pub payout_small: FeeRule,
+    pub payout_small_max_minor: i64,
+}
+
+impl FeeSchedule {
+    pub fn payout_fee(&self, amount: Amount) -> i64 {
+        if amount.minor() <= self.payout_small_max_minor {
+            self.payout_small.fee(amount)
+        } else {
+            self.payout.fee(amount)
+        }
+    }
 }
 
 impl Default for FeeSchedule {
@@ -163,6 +181,22 @@ impl Default for FeeSchedule {
                 cap_minor: None,
             },
             transfer_own: FeeRule::FREE,
+            deposit: FeeRule {
+                percent_bps: 150,
+                fixed_minor: 0,
+                cap_minor: Some(200_000),
+            },
+            payout: FeeRule {
+                percent_bps: 100,
+                fixed_minor: 5_000,
+                cap_minor: Some(10_000),
+            },
+            payout_small: FeeRule {
+                percent_bps: 0,
+                fixed_minor: 5_000,
+                cap_minor: None,
+            },
+            payout_small_max_minor: 500_000,
         }
     }
 }
