@@ -49,7 +49,7 @@ pub async fn dev_main() -> anyhow::Result<()> {
 
     let workers = tokio::spawn(run_workers(
         pool.clone(),
-        runtime::registry(&config.engine),
+        runtime::registry(&config),
         WorkerOptions::new(Queue::ALL.to_vec(), config.engine.clone()),
         stopped(),
     ));

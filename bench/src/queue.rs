@@ -72,7 +72,10 @@ fn start_workers(pool: &PgPool, queue: Queue, engine: &EngineConfig) -> Workers 
     let options = WorkerOptions::new(vec![queue], engine.clone());
     let task = tokio::spawn(run_workers(
         pool.clone(),
-        runtime::registry(engine),
+        runtime::registry(&paycore_jobs::config::Config {
+            engine: engine.clone(),
+            ..default_config()
+        }),
         options,
         async move {
             let _ = stopped.await;
@@ -291,4 +294,11 @@ async fn pickup_latency(
     }
     workers.stop().await?;
     Ok(percentiles(latencies))
+}
+
+/// Development defaults (no provider is called by the no-op jobs this scenario runs).
+fn default_config() -> paycore_jobs::config::Config {
+    let lookup = |_: &str| None;
+    paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
+        .unwrap_or_else(|error| panic!("the default configuration is valid: {error}"))
 }

@@ -80,6 +80,8 @@ pub struct ProvidersConfig {
     pub deposit_return_url: Option<String>,
     /// The sandbox providers' port in development (`paycore-dev` starts them).
     pub sandbox_port: u16,
+    /// How soon a payout or bill the provider reports as pending is asked about again.
+    pub status_poll: Duration,
 }
 
 /// The sandbox providers' default port; the default base URLs point at it.
@@ -422,6 +424,7 @@ fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, 
         payout_approval_threshold_minor: threshold,
         deposit_return_url: env.get("DEPOSIT_RETURN_URL"),
         sandbox_port,
+        status_poll: env.millis("PROVIDER_STATUS_POLL_MS", Duration::from_secs(30))?,
     })
 }
 

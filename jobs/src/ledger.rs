@@ -25,6 +25,9 @@ pub enum SystemAccount {
     Subsidy,
     /// Receives fees.
     FeeIncome,
+    /// Money in transit through a payment provider: debited by deposits (the provider owes it to us), credited by
+    /// payouts and bill payments (we sent it out through the provider).
+    Clearing(crate::providers::ProviderName),
 }
 
 impl SystemAccount {
@@ -32,6 +35,10 @@ impl SystemAccount {
         match self {
             SystemAccount::Subsidy => "subsidy",
             SystemAccount::FeeIncome => "fee_income",
+            SystemAccount::Clearing(crate::providers::ProviderName::Paystack) => "clearing_paystack",
+            SystemAccount::Clearing(crate::providers::ProviderName::Flutterwave) => {
+                "clearing_flutterwave"
+            }
         }
     }
 }

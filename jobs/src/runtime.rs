@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::{
-    config::{Config, EngineConfig},
+    config::Config,
     db, devdb,
     engine::{builtin, scheduler::ScheduleDef, Registry},
 };
@@ -14,14 +14,42 @@ use crate::{
 /// The name of the database the local cluster serves when `DATABASE_URL` is unset.
 pub const LOCAL_DATABASE: &str = "paycore";
 
-/// Every job kind PayCore runs, with its handler.
-pub fn registry(engine: &EngineConfig) -> Arc<Registry> {
+/// Every job kind PayCore runs, with its handler. Provider-facing handlers share one set of adapters built from
+/// `config`.
+pub fn registry(config: &Config) -> Arc<Registry> {
+    use crate::{bills, deposit, payout, reconciliation};
+    let providers = Arc::new(crate::providers::Providers::from_config(&config.providers));
+    let config = Arc::new(config.clone());
     let mut registry = Registry::default();
-    builtin::register(&mut registry, engine.job_retention);
+    builtin::register(&mut registry, config.engine.job_retention);
+    // A handler that needs the adapters and the configuration.
+    macro_rules! with_providers {
+        ($job:ty, $handler:path) => {{
+            let (providers, config) = (Arc::clone(&providers), Arc::clone(&config));
+            registry.register::<$job, _, _>(move |ctx, job| {
+                $handler(ctx, job, Arc::clone(&providers), Arc::clone(&config))
+            });
+        }};
+    }
     registry
         .register::<crate::transfer::SettleTransfer, _, _>(crate::transfer::settle)
         .register::<crate::transfer::ExpireTransfers, _, _>(crate::transfer::expire)
-        .register::<crate::audit::AuditLedger, _, _>(crate::audit::run);
+        .register::<crate::audit::AuditLedger, _, _>(crate::audit::run)
+        .register::<deposit::SweepDeposits, _, _>(deposit::sweep)
+        .register::<payout::SweepPayouts, _, _>(payout::sweep)
+        .register::<reconciliation::DailyReconciliation, _, _>(reconciliation::daily);
+    with_providers!(deposit::InitializeDeposit, deposit::initialize);
+    with_providers!(deposit::VerifyDeposit, deposit::verify);
+    with_providers!(deposit::BankTransferDeposit, deposit::bank_transfer);
+    with_providers!(payout::SubmitPayout, payout::submit);
+    with_providers!(payout::SyncPayout, payout::sync);
+    with_providers!(bills::VendBill, bills::vend);
+    {
+        let providers = Arc::clone(&providers);
+        registry.register::<reconciliation::RunReconciliation, _, _>(move |ctx, job| {
+            reconciliation::run(ctx, job, Arc::clone(&providers))
+        });
+    }
     Arc::new(registry)
 }
 
@@ -35,6 +63,27 @@ pub fn schedules() -> Vec<ScheduleDef> {
             cron: "0 * * * * *",
             queue: Queue::Payments,
             kind: <crate::transfer::ExpireTransfers as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+        ScheduleDef {
+            name: "deposits.sweep",
+            cron: "30 * * * * *",
+            queue: Queue::Payments,
+            kind: <crate::deposit::SweepDeposits as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+        ScheduleDef {
+            name: "payouts.sweep",
+            cron: "45 * * * * *",
+            queue: Queue::Payments,
+            kind: <crate::payout::SweepPayouts as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+        ScheduleDef {
+            name: "reconciliation.daily",
+            cron: "0 30 1 * * *",
+            queue: Queue::Reconciliation,
+            kind: <crate::reconciliation::DailyReconciliation as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {
@@ -106,7 +155,7 @@ pub async fn worker_main(args: &[String]) -> anyhow::Result<()> {
     let queues = queues_from_args(args)?;
     let pool = connect_and_migrate(&config).await?;
     let options = crate::engine::worker::WorkerOptions::new(queues, config.engine.clone());
-    crate::engine::worker::run_workers(pool, registry(&config.engine), options, shutdown_signal())
+    crate::engine::worker::run_workers(pool, registry(&config), options, shutdown_signal())
         .await
 }
 

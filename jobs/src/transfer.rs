@@ -179,13 +179,13 @@ pub struct TransferRow {
     pub updated_at: DateTime<Utc>,
 }
 
-fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
         .single()
         .unwrap_or(now)
 }
 
-fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(now)

@@ -52,7 +52,12 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let app = spawn_api_only(overrides).await;
-    let workers = InProcessWorkers::start(&app.db.pool, Queue::ALL.to_vec(), fast_engine());
+    let workers = InProcessWorkers::start_for(
+        &app.db.pool,
+        &app.config,
+        Queue::ALL.to_vec(),
+        fast_engine(),
+    );
     TestApp {
         workers: Some(workers),
         ..app

@@ -157,7 +157,24 @@ pub struct InProcessWorkers {
 
 impl InProcessWorkers {
     pub fn start(pool: &PgPool, queues: Vec<Queue>, engine: EngineConfig) -> Self {
-        let registry = paycore_jobs::runtime::registry(&engine);
+        let lookup = |_: &str| None;
+        let config = paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
+            .expect("default configuration");
+        Self::start_for(pool, &config, queues, engine)
+    }
+
+    /// Workers with `config`'s provider adapters and settings.
+    pub fn start_for(
+        pool: &PgPool,
+        config: &paycore_jobs::config::Config,
+        queues: Vec<Queue>,
+        engine: EngineConfig,
+    ) -> Self {
+        let config = paycore_jobs::config::Config {
+            engine: engine.clone(),
+            ..config.clone()
+        };
+        let registry = paycore_jobs::runtime::registry(&config);
         Self::start_with(pool, registry, queues, engine)
     }
 

@@ -1,0 +1,437 @@
+//! Bill payments: airtime, data, electricity and cable TV through the bills provider.
+//!
+//! The API validates the customer with the biller (meters, smart cards), then in one transaction checks the
+//! wallet, holds the amount (towards the provider's clearing account) and the biller's fee, records the payment
+//! and enqueues `bill.vend`. The job vends with the payment id as reference and posts the holds on success (keeping
+//! the electricity token), or voids them when the provider declines. A vend whose answer was lost (a timeout, a
+//! 5xx) is never sent again blindly: every later attempt first asks the provider for the status of that
+//! reference and vends only if the provider never received it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    bill_catalogue::{Biller, Package},
+    config::Config,
+    deposit::enqueue_to_sqlx,
+    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
+    ledger::{self, LedgerError, SystemAccount},
+    money::{Amount, Currency},
+    operation,
+    providers::{ProviderError, ProviderName, Providers, VendInstruction, VendState, VendStatus},
+    spend::{self, SpendRejection},
+};
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct BillPaymentRow {
+    pub payment_id: Uuid,
+    pub user_id: Uuid,
+    pub wallet_id: Uuid,
+    pub provider: String,
+    pub biller_code: String,
+    pub category: String,
+    pub package_code: Option<String>,
+    pub customer_id: String,
+    pub customer_name: Option<String>,
+    pub amount: i64,
+    pub fee: i64,
+    pub currency: String,
+    pub status: String,
+    pub hold_id: Uuid,
+    pub fee_hold_id: Option<Uuid>,
+    pub provider_reference: Option<String>,
+    pub token: Option<String>,
+    pub token_units: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl BillPaymentRow {
+    fn holds(&self) -> Vec<Uuid> {
+        std::iter::once(self.hold_id)
+            .chain(self.fee_hold_id)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VendBill {
+    pub payment_id: Uuid,
+}
+impl Job for VendBill {
+    const KIND: &'static str = "bill.vend";
+    const QUEUE: Queue = Queue::Payments;
+}
+
+#[derive(Debug, Clone)]
+pub struct BillRequest {
+    pub wallet_id: Uuid,
+    pub biller: &'static Biller,
+    pub package: Option<&'static Package>,
+    pub amount: Amount,
+    pub customer_id: String,
+    pub customer_name: Option<String>,
+    pub pin: Option<String>,
+    /// Save (or refresh) the customer as a beneficiary under this nickname.
+    pub save_as: Option<String>,
+}
+
+impl BillRequest {
+    pub fn item_code(&self) -> &'static str {
+        self.package
+            .map(|p| p.code)
+            .or(self.biller.item_code)
+            .unwrap_or_default()
+    }
+}
+
+/// Checks, holds and records a bill payment in the caller's transaction (a rejection writes no money).
+pub async fn create_tx(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    request: &BillRequest,
+) -> Result<Result<BillPaymentRow, SpendRejection>, LedgerError> {
+    let fee = request.biller.fee.fee(request.amount);
+    let total = request
+        .amount
+        .minor()
+        .checked_add(fee)
+        .ok_or(LedgerError::Overflow)?;
+    let source = match spend::check_tx(
+        tx,
+        user_id,
+        request.wallet_id,
+        Currency::Ngn,
+        request.pin.as_deref(),
+        total,
+    )
+    .await?
+    {
+        Ok(source) => source,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let operation_id = operation::insert_tx(
+        tx,
+        "bill_payment",
+        Some(user_id),
+        &serde_json::json!({"wallet_id": request.wallet_id, "biller_code": request.biller.code,
+                            "package_code": request.package.map(|p| p.code), "customer_id": request.customer_id,
+                            "amount": request.amount.minor(), "currency": "NGN"}),
+    )
+    .await?;
+    let clearing = ledger::system_account_tx(
+        tx,
+        SystemAccount::Clearing(ProviderName::Flutterwave),
+        Currency::Ngn,
+    )
+    .await?;
+    let holds = match spend::hold_tx(
+        tx,
+        &source,
+        clearing,
+        "bill_payment",
+        request.amount,
+        fee,
+        operation_id,
+    )
+    .await?
+    {
+        Ok(holds) => holds,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let row: BillPaymentRow = sqlx::query_as(
+        "insert into bill_payment (payment_id, user_id, wallet_id, provider, biller_code, category, package_code,
+             customer_id, customer_name, amount, fee, currency, status, hold_id, fee_hold_id)
+         values ($1, $2, $3, 'flutterwave', $4, $5, $6, $7, $8, $9, $10, 'NGN', 'processing', $11, $12)
+         returning *",
+    )
+    .bind(operation_id)
+    .bind(user_id)
+    .bind(request.wallet_id)
+    .bind(request.biller.code)
+    .bind(request.biller.category.as_str())
+    .bind(request.package.map(|p| p.code))
+    .bind(&request.customer_id)
+    .bind(&request.customer_name)
+    .bind(request.amount.minor())
+    .bind(fee)
+    .bind(holds.hold_id)
+    .bind(holds.fee_hold_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(nickname) = &request.save_as {
+        save_beneficiary_tx(
+            tx,
+            user_id,
+            request.biller.code,
+            &request.customer_id,
+            nickname,
+            request.customer_name.as_deref(),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "update bill_beneficiary set usage_count = usage_count + 1, last_used_at = now()
+         where user_id = $1 and biller_code = $2 and customer_id = $3",
+    )
+    .bind(user_id)
+    .bind(request.biller.code)
+    .bind(&request.customer_id)
+    .execute(&mut *tx)
+    .await?;
+    operation::mark_processing_tx(tx, operation_id).await?;
+    let job = NewJob::new(&VendBill {
+        payment_id: operation_id,
+    })
+    .map_err(enqueue_to_sqlx)?
+    .for_operation(operation_id);
+    enqueue_tx(tx, job).await.map_err(enqueue_to_sqlx)?;
+    Ok(Ok(row))
+}
+
+pub async fn get(pool: &PgPool, payment_id: Uuid) -> Result<Option<BillPaymentRow>, sqlx::Error> {
+    sqlx::query_as("select * from bill_payment where payment_id = $1")
+        .bind(payment_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Applies the provider's state of a vend in the caller's fenced transaction; true when the payment settled.
+async fn apply_tx(
+    tx: &mut PgConnection,
+    payment_id: Uuid,
+    state: &VendState,
+) -> Result<bool, JobError> {
+    let row: BillPaymentRow =
+        sqlx::query_as("select * from bill_payment where payment_id = $1 for update")
+            .bind(payment_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if row.status != "processing" {
+        return Ok(true);
+    }
+    match state.status {
+        VendStatus::Pending => {
+            sqlx::query(
+                "update bill_payment set provider_reference = coalesce($2, provider_reference), updated_at = now()
+                 where payment_id = $1",
+            )
+            .bind(payment_id)
+            .bind(&state.provider_reference)
+            .execute(&mut *tx)
+            .await?;
+            Ok(false)
+        }
+        VendStatus::Success => {
+            spend::resolve_tx(tx, &row.holds(), true).await?;
+            sqlx::query(
+                "update bill_payment set status = 'completed', provider_reference = $2, token = $3, token_units = $4,
+                     completed_at = now(), updated_at = now()
+                 where payment_id = $1",
+            )
+            .bind(payment_id)
+            .bind(&state.provider_reference)
+            .bind(&state.token)
+            .bind(&state.units)
+            .execute(&mut *tx)
+            .await?;
+            operation::succeed_tx(
+                tx,
+                payment_id,
+                &serde_json::json!({"payment_id": payment_id, "token": state.token, "units": state.units}),
+            )
+            .await?;
+            Ok(true)
+        }
+        VendStatus::Failed => {
+            let reason = state
+                .message
+                .clone()
+                .unwrap_or_else(|| "the biller could not deliver the purchase".into());
+            fail_tx(tx, &row, "bill_vend_failed", &reason).await?;
+            Ok(true)
+        }
+    }
+}
+
+async fn fail_tx(
+    tx: &mut PgConnection,
+    row: &BillPaymentRow,
+    code: &str,
+    reason: &str,
+) -> Result<(), JobError> {
+    spend::resolve_tx(tx, &row.holds(), false).await?;
+    sqlx::query(
+        "update bill_payment set status = 'failed', failure_reason = left($2, 500), updated_at = now()
+         where payment_id = $1",
+    )
+    .bind(row.payment_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    operation::fail_tx(tx, row.payment_id, code, reason).await?;
+    Ok(())
+}
+
+/// The `bill.vend` handler.
+pub async fn vend(
+    ctx: JobContext,
+    job: VendBill,
+    providers: Arc<Providers>,
+    config: Arc<Config>,
+) -> Result<(), JobError> {
+    let Some(row) = get(&ctx.pool, job.payment_id).await? else {
+        return Err(JobError::permanent(
+            "bill_payment_not_found",
+            "no such bill payment",
+        ));
+    };
+    if row.status != "processing" {
+        return Ok(());
+    }
+    let Some(biller) = crate::bill_catalogue::biller(&row.biller_code) else {
+        return Err(JobError::permanent(
+            "unknown_biller",
+            "the biller left the catalogue",
+        ));
+    };
+    let item_code = row
+        .package_code
+        .clone()
+        .or(biller.item_code.map(str::to_owned))
+        .unwrap_or_default();
+    // After the first attempt the provider may already have the vend: ask before vending.
+    let known = if ctx.attempt() > 1 || row.provider_reference.is_some() {
+        match providers.bills.vend_status(&row.payment_id.to_string()).await {
+            Ok(state) => Some(Ok(state)),
+            Err(ProviderError::NotFound) => None,
+            Err(error) => return Err(JobError::transient(error)),
+        }
+    } else {
+        None
+    };
+    let outcome = match known {
+        Some(state) => state,
+        None => {
+            let instruction = VendInstruction {
+                reference: row.payment_id.to_string(),
+                biller_code: row.biller_code.clone(),
+                item_code,
+                customer_id: row.customer_id.clone(),
+                amount_minor: row.amount,
+            };
+            match providers.bills.vend(&instruction).await {
+                Ok(state) => Ok(state),
+                Err(ProviderError::Declined(message))
+                    if message.to_lowercase().contains("duplicate") =>
+                {
+                    return Err(JobError::transient(
+                        "the provider already has this vend; its status decides",
+                    ))
+                }
+                Err(ProviderError::Declined(message)) => Err(message),
+                Err(error) => return Err(JobError::transient(error)),
+            }
+        }
+    };
+    let mut tx = ctx.begin_fenced().await?;
+    let settled = match outcome {
+        Ok(state) => apply_tx(&mut tx, row.payment_id, &state).await?,
+        Err(reason) => {
+            let current: BillPaymentRow =
+                sqlx::query_as("select * from bill_payment where payment_id = $1 for update")
+                    .bind(row.payment_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if current.status == "processing" {
+                fail_tx(&mut tx, &current, "provider_declined", &reason).await?;
+            }
+            true
+        }
+    };
+    if !settled {
+        // Pending at the provider: roll back this run's bookkeeping and come back for the status.
+        drop(tx);
+        return Err(JobError::RetryAfter {
+            after: config.providers.status_poll,
+            message: "the provider reports the vend as pending".into(),
+        });
+    }
+    tx.commit().await?;
+    operation::announce(&ctx.pool, &[row.payment_id]).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Beneficiaries
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Beneficiary {
+    pub beneficiary_id: Uuid,
+    pub user_id: Uuid,
+    pub biller_code: String,
+    pub customer_id: String,
+    pub nickname: String,
+    pub customer_name: Option<String>,
+    pub usage_count: i32,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn save_beneficiary_tx(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    biller_code: &str,
+    customer_id: &str,
+    nickname: &str,
+    customer_name: Option<&str>,
+) -> Result<Beneficiary, sqlx::Error> {
+    sqlx::query_as(
+        "insert into bill_beneficiary (beneficiary_id, user_id, biller_code, customer_id, nickname, customer_name)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (user_id, biller_code, customer_id)
+             do update set nickname = excluded.nickname,
+                           customer_name = coalesce(excluded.customer_name, bill_beneficiary.customer_name)
+         returning *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(user_id)
+    .bind(biller_code)
+    .bind(customer_id)
+    .bind(nickname)
+    .bind(customer_name)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+pub async fn beneficiaries(pool: &PgPool, user_id: Uuid) -> Result<Vec<Beneficiary>, sqlx::Error> {
+    sqlx::query_as(
+        "select * from bill_beneficiary where user_id = $1
+         order by last_used_at desc nulls last, created_at desc",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn delete_beneficiary(
+    pool: &PgPool,
+    user_id: Uuid,
+    beneficiary_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("delete from bill_beneficiary where beneficiary_id = $1 and user_id = $2")
+            .bind(beneficiary_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
