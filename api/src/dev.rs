@@ -35,6 +35,29 @@ pub async fn dev_main() -> anyhow::Result<()> {
     });
 
     let base = format!("http://{}:{}", config.host, config.port);
+    // The sandbox providers, when the adapters point at them (the default).
+    let sandbox_address = format!("127.0.0.1:{}", config.providers.sandbox_port);
+    let sandbox_line = if config
+        .providers
+        .paystack_base_url
+        .contains(&sandbox_address)
+        || config
+            .providers
+            .flutterwave_base_url
+            .contains(&sandbox_address)
+    {
+        let options = paycore_sandbox::SandboxOptions {
+            paystack_secret_key: config.providers.paystack_secret_key.expose().to_owned(),
+            flutterwave_secret_key: config.providers.flutterwave_secret_key.expose().to_owned(),
+            ..paycore_sandbox::SandboxOptions::default()
+        };
+        let (sandbox, sandbox_base) =
+            paycore_sandbox::start(options, config.providers.sandbox_port).await?;
+        sandbox.set_paystack_webhook_url(&format!("{base}/api/v1/webhooks/paystack"));
+        format!("  Sandbox:   {sandbox_base}/paystack  {sandbox_base}/flutterwave/v3  (magic values: docs/sandbox.md)\n")
+    } else {
+        String::new()
+    };
     let mut accounts = format!(
         "  admin      {} / {}\n",
         runtime::DEMO_ADMIN.0,
@@ -44,7 +67,7 @@ pub async fn dev_main() -> anyhow::Result<()> {
         accounts.push_str(&format!("  user       {email} / {password}\n"));
     }
     println!(
-        "\nPayCore is starting.\n  API:       {base}/api/v1\n  API docs:  {base}/docs\n  OpenAPI:   {base}/openapi.json\n  Health:    {base}/healthz  {base}/readyz  {base}/metrics\n\nDemo accounts (email / password; users start with the NGN 100,000 welcome bonus):\n{accounts}"
+        "\nPayCore is starting.\n  API:       {base}/api/v1\n  API docs:  {base}/docs\n  OpenAPI:   {base}/openapi.json\n  Health:    {base}/healthz  {base}/readyz  {base}/metrics\n  Dashboard: {base}/admin\n{sandbox_line}\nDemo accounts (email / password; users start with the NGN 100,000 welcome bonus):\n{accounts}"
     );
 
     let workers = tokio::spawn(run_workers(

@@ -77,6 +77,19 @@ pub fn parse_prefer_wait(header: Option<&str>) -> Option<Duration> {
         .map(|seconds| Duration::from_secs(seconds.min(WAIT_SECONDS_MAX)))
 }
 
+/// Waits until the operation settles (succeeded, failed or cancelled) or `timeout` passes.
+pub async fn wait_terminal(
+    pool: &PgPool,
+    events: &Events,
+    operation_id: Uuid,
+    timeout: Duration,
+) -> Result<Option<Operation>, sqlx::Error> {
+    wait_until(pool, events, operation_id, timeout, |status| {
+        status.is_terminal()
+    })
+    .await
+}
+
 /// Waits until the operation is no longer in the engine's hands (settled, or waiting for a person:
 /// `requires_action`, `requires_approval`) or `timeout` passes; returns it then, or `None` on timeout.
 pub async fn wait_settled(
@@ -85,14 +98,27 @@ pub async fn wait_settled(
     operation_id: Uuid,
     timeout: Duration,
 ) -> Result<Option<Operation>, sqlx::Error> {
+    wait_until(pool, events, operation_id, timeout, |status| {
+        !matches!(
+            status,
+            OperationStatus::Pending | OperationStatus::Processing
+        )
+    })
+    .await
+}
+
+async fn wait_until(
+    pool: &PgPool,
+    events: &Events,
+    operation_id: Uuid,
+    timeout: Duration,
+    done: impl Fn(OperationStatus) -> bool,
+) -> Result<Option<Operation>, sqlx::Error> {
     let mut receiver = events.subscribe();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(op) = operation::get(pool, operation_id).await? {
-            if !matches!(
-                op.status(),
-                OperationStatus::Pending | OperationStatus::Processing
-            ) {
+            if done(op.status()) {
                 return Ok(Some(op));
             }
         }

@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod dev;
 pub mod error;
 pub mod events;
+pub mod idempotent;
 pub mod metrics;
 pub mod routes;
 pub mod security;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub keys: Arc<TokenKeys>,
     pub events: events::Events,
+    pub providers: Arc<paycore_jobs::providers::Providers>,
 }
 
 impl AppState {
@@ -48,6 +50,9 @@ impl AppState {
             config.money.refresh_token_ttl,
         );
         Self {
+            providers: Arc::new(paycore_jobs::providers::Providers::from_config(
+                &config.providers,
+            )),
             events: events::Events::start(pool.clone()),
             pool,
             config: Arc::new(config),
@@ -65,6 +70,10 @@ type Apis = (
     routes::transactions::TransactionsApi,
     routes::admin::AdminApi,
     routes::admin_jobs::AdminJobsApi,
+    routes::deposits::DepositsApi,
+    routes::payouts::PayoutsApi,
+    routes::bills::BillsApi,
+    routes::admin_payments::AdminPaymentsApi,
 );
 
 /// The OpenAPI service: every documented endpoint.
@@ -91,6 +100,18 @@ pub fn api_service(state: &AppState) -> OpenApiService<Apis, ()> {
         routes::admin_jobs::AdminJobsApi {
             state: state.clone(),
         },
+        routes::deposits::DepositsApi {
+            state: state.clone(),
+        },
+        routes::payouts::PayoutsApi {
+            state: state.clone(),
+        },
+        routes::bills::BillsApi {
+            state: state.clone(),
+        },
+        routes::admin_payments::AdminPaymentsApi {
+            state: state.clone(),
+        },
     );
     OpenApiService::new(apis, "PayCore API", env!("CARGO_PKG_VERSION"))
         .description("Wallets, a double-entry ledger, transfers and payments, run as durable jobs.")
@@ -106,6 +127,10 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/admin", dashboard::routes())
+        .at(
+            "/api/v1/webhooks/paystack",
+            poem::post(routes::webhooks::paystack),
+        )
         .nest("/", service)
         .data(state)
         .around(move |next, request| {
@@ -254,4 +279,11 @@ pub async fn api_main() -> anyhow::Result<()> {
         paycore_jobs::runtime::shutdown_signal(),
     )
     .await
+}
+
+impl AppState {
+    /// The provider adapters.
+    pub fn providers(&self) -> &paycore_jobs::providers::Providers {
+        &self.providers
+    }
 }

@@ -294,7 +294,10 @@ mod tests {
         assert_eq!(mtn.fee.fee(Amount::new(100_000).expect("amount")), 2_000);
         let ekedc = biller("BIL119").expect("EKEDC");
         assert_eq!(ekedc.fee.fee(Amount::new(500_000).expect("amount")), 5_000);
-        assert_eq!(ekedc.fee.fee(Amount::new(2_000_000).expect("amount")), 10_000);
+        assert_eq!(
+            ekedc.fee.fee(Amount::new(2_000_000).expect("amount")),
+            10_000
+        );
         let codes: std::collections::BTreeSet<&str> = BILLERS.iter().map(|b| b.code).collect();
         assert_eq!(codes.len(), BILLERS.len());
         for category in Category::ALL {

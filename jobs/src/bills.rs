@@ -308,7 +308,11 @@ pub async fn vend(
         .unwrap_or_default();
     // After the first attempt the provider may already have the vend: ask before vending.
     let known = if ctx.attempt() > 1 || row.provider_reference.is_some() {
-        match providers.bills.vend_status(&row.payment_id.to_string()).await {
+        match providers
+            .bills
+            .vend_status(&row.payment_id.to_string())
+            .await
+        {
             Ok(state) => Some(Ok(state)),
             Err(ProviderError::NotFound) => None,
             Err(error) => return Err(JobError::transient(error)),

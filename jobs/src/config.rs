@@ -338,10 +338,8 @@ impl Config {
                 deposit: fee_rule("FEE_DEPOSIT", fee_defaults.deposit)?,
                 payout: fee_rule("FEE_PAYOUT", fee_defaults.payout)?,
                 payout_small: fee_rule("FEE_PAYOUT_SMALL", fee_defaults.payout_small)?,
-                payout_small_max_minor: env.parse(
-                    "FEE_PAYOUT_SMALL_MAX",
-                    fee_defaults.payout_small_max_minor,
-                )?,
+                payout_small_max_minor: env
+                    .parse("FEE_PAYOUT_SMALL_MAX", fee_defaults.payout_small_max_minor)?,
             },
             access_token_ttl: Duration::from_secs(env.parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
             refresh_token_ttl: Duration::from_secs(

@@ -538,6 +538,21 @@ async fn finish_unmatched(
     Ok(())
 }
 
+/// Enqueues a check of a deposit with the gateway.
+pub async fn request_verification(pool: &PgPool, deposit_id: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let job = NewJob::new(&VerifyDeposit {
+        deposit_id,
+        webhook_event_id: None,
+    })
+    .map_err(enqueue_to_sqlx)?
+    .for_operation(deposit_id);
+    enqueue_tx(&mut tx, job).await.map_err(enqueue_to_sqlx)?;
+    tx.commit().await?;
+    crate::engine::wake(pool, &[Queue::Payments]).await;
+    Ok(())
+}
+
 /// The `deposits.sweep` handler: re-checks deposits whose webhook has not come.
 pub async fn sweep(ctx: JobContext, _: SweepDeposits) -> Result<(), JobError> {
     let mut tx = ctx.pool.begin().await?;
@@ -559,7 +574,9 @@ pub async fn sweep(ctx: JobContext, _: SweepDeposits) -> Result<(), JobError> {
         })
         .map_err(JobError::transient)?
         .for_operation(*deposit_id);
-        enqueue_tx(&mut tx, job).await.map_err(JobError::transient)?;
+        enqueue_tx(&mut tx, job)
+            .await
+            .map_err(JobError::transient)?;
     }
     tx.commit().await?;
     if !due.is_empty() {

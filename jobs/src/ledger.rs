@@ -35,7 +35,9 @@ impl SystemAccount {
         match self {
             SystemAccount::Subsidy => "subsidy",
             SystemAccount::FeeIncome => "fee_income",
-            SystemAccount::Clearing(crate::providers::ProviderName::Paystack) => "clearing_paystack",
+            SystemAccount::Clearing(crate::providers::ProviderName::Paystack) => {
+                "clearing_paystack"
+            }
             SystemAccount::Clearing(crate::providers::ProviderName::Flutterwave) => {
                 "clearing_flutterwave"
             }

@@ -3,8 +3,8 @@
 
 pub mod admin_audit;
 pub mod audit;
-pub mod bill_catalogue;
 pub mod auth;
+pub mod bill_catalogue;
 pub mod bills;
 pub mod config;
 pub mod db;

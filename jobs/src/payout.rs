@@ -354,8 +354,8 @@ async fn refund_tx(
         currency,
     )
     .await?;
-    let amount =
-        Amount::new(row.amount).map_err(|e| JobError::permanent("invalid_amount", e.to_string()))?;
+    let amount = Amount::new(row.amount)
+        .map_err(|e| JobError::permanent("invalid_amount", e.to_string()))?;
     let mut moves = vec![NewTransfer {
         flow: Flow::Posted(amount),
         debit: clearing,
@@ -549,7 +549,9 @@ pub async fn sweep(ctx: JobContext, _: SweepPayouts) -> Result<(), JobError> {
         })
         .map_err(JobError::transient)?
         .for_operation(*payout_id);
-        enqueue_tx(&mut tx, job).await.map_err(JobError::transient)?;
+        enqueue_tx(&mut tx, job)
+            .await
+            .map_err(JobError::transient)?;
     }
     tx.commit().await?;
     if !due.is_empty() {

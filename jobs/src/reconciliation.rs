@@ -119,14 +119,15 @@ pub fn compare(
         theirs.iter().map(|r| (r.reference.as_str(), r)).collect();
     let mut matched = 0;
     let mut mismatches = Vec::new();
-    let mismatch = |kind: &str, reference: &str, o: Option<i64>, t: Option<i64>, detail: String| Mismatch {
-        kind: kind.into(),
-        record: record.into(),
-        reference: reference.into(),
-        ours: o,
-        theirs: t,
-        detail,
-    };
+    let mismatch =
+        |kind: &str, reference: &str, o: Option<i64>, t: Option<i64>, detail: String| Mismatch {
+            kind: kind.into(),
+            record: record.into(),
+            reference: reference.into(),
+            ours: o,
+            theirs: t,
+            detail,
+        };
     for (reference, our) in &ours {
         match theirs.get(reference) {
             None => mismatches.push(mismatch(
@@ -180,12 +181,14 @@ async fn ours(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(reference, amount_minor, currency, status)| SettlementRecord {
-            reference,
-            amount_minor,
-            currency,
-            status,
-        })
+        .map(
+            |(reference, amount_minor, currency, status)| SettlementRecord {
+                reference,
+                amount_minor,
+                currency,
+                status,
+            },
+        )
         .collect())
 }
 
@@ -285,7 +288,11 @@ pub async fn run(
                 "mismatched"
             };
             if !mismatches.is_empty() {
-                tracing::warn!(provider = provider.as_str(), count = mismatches.len(), "reconciliation found mismatches");
+                tracing::warn!(
+                    provider = provider.as_str(),
+                    count = mismatches.len(),
+                    "reconciliation found mismatches"
+                );
             }
             sqlx::query(
                 "update reconciliation_report set status = $2, matched = $3, mismatches = $4, finished_at = now()

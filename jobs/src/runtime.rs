@@ -155,8 +155,7 @@ pub async fn worker_main(args: &[String]) -> anyhow::Result<()> {
     let queues = queues_from_args(args)?;
     let pool = connect_and_migrate(&config).await?;
     let options = crate::engine::worker::WorkerOptions::new(queues, config.engine.clone());
-    crate::engine::worker::run_workers(pool, registry(&config), options, shutdown_signal())
-        .await
+    crate::engine::worker::run_workers(pool, registry(&config), options, shutdown_signal()).await
 }
 
 /// The scheduler process: fires every schedule's ticks until SIGTERM/SIGINT. Replicas are safe.

@@ -259,6 +259,9 @@ pub fn ledger_result<T>(result: Result<T, LedgerError>) -> Result<T, JobError> {
 }
 
 /// Posts `moves` of fresh money (deposits, refunds) in the caller's transaction.
-pub async fn post_new_tx(tx: &mut PgConnection, moves: &[NewTransfer]) -> Result<Vec<Uuid>, JobError> {
+pub async fn post_new_tx(
+    tx: &mut PgConnection,
+    moves: &[NewTransfer],
+) -> Result<Vec<Uuid>, JobError> {
     ledger_result(ledger::post_tx(tx, moves).await)
 }

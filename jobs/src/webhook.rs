@@ -66,11 +66,17 @@ pub enum WebhookError {
 }
 
 fn event_time(data: &Value) -> Option<DateTime<Utc>> {
-    ["paid_at", "updated_at", "updatedAt", "created_at", "createdAt"]
-        .iter()
-        .filter_map(|key| data.get(*key).and_then(Value::as_str))
-        .find_map(|raw| DateTime::parse_from_rfc3339(raw).ok())
-        .map(|at| at.with_timezone(&Utc))
+    [
+        "paid_at",
+        "updated_at",
+        "updatedAt",
+        "created_at",
+        "createdAt",
+    ]
+    .iter()
+    .filter_map(|key| data.get(*key).and_then(Value::as_str))
+    .find_map(|raw| DateTime::parse_from_rfc3339(raw).ok())
+    .map(|at| at.with_timezone(&Utc))
 }
 
 /// Checks a Paystack webhook and returns `(event_id, event_type, payload)`.
@@ -237,9 +243,18 @@ mod tests {
         let good = hmac_sha512_hex(&secret, body.as_bytes());
         let (id, event, _) =
             verify_paystack(&config, None, Some(&good), body.as_bytes(), now).expect("valid");
-        assert_eq!((id.as_str(), event.as_str()), ("charge.success:7", "charge.success"));
         assert_eq!(
-            verify_paystack(&config, None, Some(&hmac_sha512_hex("other", body.as_bytes())), body.as_bytes(), now),
+            (id.as_str(), event.as_str()),
+            ("charge.success:7", "charge.success")
+        );
+        assert_eq!(
+            verify_paystack(
+                &config,
+                None,
+                Some(&hmac_sha512_hex("other", body.as_bytes())),
+                body.as_bytes(),
+                now
+            ),
             Err(WebhookRejection::InvalidSignature)
         );
         assert_eq!(
@@ -254,7 +269,13 @@ mod tests {
         let mut restricted = config.clone();
         restricted.webhook_allowed_ips = vec!["10.0.0.1".parse().expect("ip")];
         assert_eq!(
-            verify_paystack(&restricted, Some("127.0.0.1".parse().expect("ip")), Some(&good), body.as_bytes(), now),
+            verify_paystack(
+                &restricted,
+                Some("127.0.0.1".parse().expect("ip")),
+                Some(&good),
+                body.as_bytes(),
+                now
+            ),
             Err(WebhookRejection::IpNotAllowed)
         );
     }

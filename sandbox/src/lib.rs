@@ -188,13 +188,19 @@ impl Sandbox {
             .at("/transaction/verify/:reference", poem::get(ps_verify))
             .at("/transaction", poem::get(ps_list_transactions))
             .at("/checkout/:access_code", poem::get(ps_checkout_page))
-            .at("/checkout/:access_code/:action", poem::post(ps_checkout_action))
+            .at(
+                "/checkout/:access_code/:action",
+                poem::post(ps_checkout_action),
+            )
             .at("/bank", poem::get(ps_banks))
             .at("/bank/resolve", poem::get(ps_resolve))
             .at("/transferrecipient", poem::post(ps_recipient))
             .at("/transfer", poem::post(ps_transfer).get(ps_list_transfers))
             .at("/transfer/verify/:reference", poem::get(ps_transfer_verify))
-            .at("/_sandbox/charges/:reference/:action", poem::post(ps_charge_action))
+            .at(
+                "/_sandbox/charges/:reference/:action",
+                poem::post(ps_charge_action),
+            )
             .at("/_sandbox/bank_transfer", poem::post(ps_bank_transfer))
             .at("/_sandbox/tamper", poem::post(tamper));
         let flutterwave = Route::new()
@@ -252,7 +258,8 @@ impl Sandbox {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let body = json!({"event": event, "data": data}).to_string();
-            let signature = hmac_sha512_hex(&sandbox.inner.options.paystack_secret_key, body.as_bytes());
+            let signature =
+                hmac_sha512_hex(&sandbox.inner.options.paystack_secret_key, body.as_bytes());
             for attempt in 0..4u64 {
                 let sent = sandbox
                     .inner
@@ -550,7 +557,11 @@ fn settle_charge(sandbox: &Sandbox, reference: &str, action: &str) -> Option<Cha
         if charge.status == "success" {
             let data = charge_json(charge);
             drop(state);
-            sandbox.send_paystack_webhook("charge.success", data, sandbox.inner.options.webhook_delay);
+            sandbox.send_paystack_webhook(
+                "charge.success",
+                data,
+                sandbox.inner.options.webhook_delay,
+            );
             return sandbox.state().charges.get(reference).cloned();
         }
     }
@@ -610,7 +621,10 @@ struct BankTransferBody {
 /// Simulates a customer's bank transfer into a dedicated (virtual) account: a successful `dedicated_nuban` charge
 /// and its `charge.success` webhook.
 #[handler]
-fn ps_bank_transfer(Data(sandbox): Data<&Sandbox>, body: poem::Result<Json<BankTransferBody>>) -> Response {
+fn ps_bank_transfer(
+    Data(sandbox): Data<&Sandbox>,
+    body: poem::Result<Json<BankTransferBody>>,
+) -> Response {
     let Ok(Json(body)) = body else {
         return ps_error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
@@ -626,7 +640,10 @@ fn ps_bank_transfer(Data(sandbox): Data<&Sandbox>, body: poem::Result<Json<BankT
         email: if body.sender_name.is_empty() {
             "sender@bank.test".into()
         } else {
-            format!("{}@bank.test", body.sender_name.replace(' ', ".").to_lowercase())
+            format!(
+                "{}@bank.test",
+                body.sender_name.replace(' ', ".").to_lowercase()
+            )
         },
         status: "success".into(),
         channel: "dedicated_nuban".into(),
@@ -641,7 +658,11 @@ fn ps_bank_transfer(Data(sandbox): Data<&Sandbox>, body: poem::Result<Json<BankT
         .state()
         .charges
         .insert(charge.reference.clone(), charge);
-    sandbox.send_paystack_webhook("charge.success", data.clone(), sandbox.inner.options.webhook_delay);
+    sandbox.send_paystack_webhook(
+        "charge.success",
+        data.clone(),
+        sandbox.inner.options.webhook_delay,
+    );
     ps_ok("Bank transfer received", data)
 }
 
@@ -677,9 +698,9 @@ fn ps_banks(Data(sandbox): Data<&Sandbox>, request: &Request) -> Response {
 fn account_name(account_number: &str) -> String {
     const FIRST: [&str; 6] = ["JOHN", "JANE", "MICHAEL", "SARAH", "DAVID", "MARY"];
     const LAST: [&str; 6] = ["DOE", "SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES"];
-    let seed: usize = account_number
-        .bytes()
-        .fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize));
+    let seed: usize = account_number.bytes().fold(0usize, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(b as usize)
+    });
     format!("{} {}", FIRST[seed % 6], LAST[(seed / 6) % 6])
 }
 
@@ -697,7 +718,10 @@ fn ps_resolve(
 ) -> Response {
     require_key!(sandbox, request, ps_authorised);
     let (Some(number), Some(bank)) = (query.account_number, query.bank_code) else {
-        return ps_error(StatusCode::BAD_REQUEST, "account_number and bank_code are required");
+        return ps_error(
+            StatusCode::BAD_REQUEST,
+            "account_number and bank_code are required",
+        );
     };
     if !BANKS.iter().any(|(_, code)| *code == bank) {
         return ps_error(StatusCode::UNPROCESSABLE_ENTITY, "Unknown bank code");
@@ -772,7 +796,13 @@ struct TransferBody {
 }
 
 /// Moves a transfer to `status` and sends its webhook.
-fn finish_transfer(sandbox: &Sandbox, reference: &str, status: &str, reason: Option<&str>, delay: Duration) {
+fn finish_transfer(
+    sandbox: &Sandbox,
+    reference: &str,
+    status: &str,
+    reason: Option<&str>,
+    delay: Duration,
+) {
     let data = {
         let mut state = sandbox.state();
         let Some(transfer) = state.transfers.get_mut(reference) else {
@@ -799,15 +829,24 @@ async fn ps_transfer(
     let Some(amount) = int_value(&body.amount).filter(|a| *a > 0) else {
         return ps_error(StatusCode::BAD_REQUEST, "Invalid amount");
     };
-    let Some((account_number, _bank)) = sandbox.state().recipients.get(&body.recipient).cloned() else {
+    let Some((account_number, _bank)) = sandbox.state().recipients.get(&body.recipient).cloned()
+    else {
         return ps_error(StatusCode::BAD_REQUEST, "Recipient specified is invalid");
     };
     let account = account_number.as_str();
-    if account == magic::ACCOUNT_FLAKY && sandbox.count_call(format!("transfer:{}", body.reference)) <= 2 {
-        return ps_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong, please try again");
+    if account == magic::ACCOUNT_FLAKY
+        && sandbox.count_call(format!("transfer:{}", body.reference)) <= 2
+    {
+        return ps_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong, please try again",
+        );
     }
     if account == magic::ACCOUNT_DECLINED {
-        return ps_error(StatusCode::BAD_REQUEST, "The receiving bank declined the transfer");
+        return ps_error(
+            StatusCode::BAD_REQUEST,
+            "The receiving bank declined the transfer",
+        );
     }
     let now = Utc::now();
     let immediate = matches!(account, magic::ACCOUNT_TIMEOUT | magic::ACCOUNT_SILENT);
@@ -829,7 +868,9 @@ async fn ps_transfer(
         if state.transfers.contains_key(&body.reference) {
             return ps_error(StatusCode::BAD_REQUEST, "Duplicate Transfer Reference");
         }
-        state.transfers.insert(body.reference.clone(), record.clone());
+        state
+            .transfers
+            .insert(body.reference.clone(), record.clone());
     }
     let delay = sandbox.inner.options.webhook_delay;
     match account {
@@ -838,7 +879,13 @@ async fn ps_transfer(
             let reference = body.reference.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                finish_transfer(&s, &reference, "failed", Some("Account is dormant"), Duration::ZERO);
+                finish_transfer(
+                    &s,
+                    &reference,
+                    "failed",
+                    Some("Account is dormant"),
+                    Duration::ZERO,
+                );
             });
         }
         magic::ACCOUNT_REVERSED => {
@@ -848,7 +895,13 @@ async fn ps_transfer(
                 tokio::time::sleep(delay).await;
                 finish_transfer(&s, &reference, "success", None, Duration::ZERO);
                 tokio::time::sleep(delay * 2).await;
-                finish_transfer(&s, &reference, "reversed", Some("Returned by the receiving bank"), Duration::ZERO);
+                finish_transfer(
+                    &s,
+                    &reference,
+                    "reversed",
+                    Some("Returned by the receiving bank"),
+                    Duration::ZERO,
+                );
             });
         }
         magic::ACCOUNT_TIMEOUT => {
@@ -879,7 +932,9 @@ fn ps_transfer_verify(
         return ps_error(StatusCode::BAD_REQUEST, "Transfer not found");
     };
     transfer.status_queries += 1;
-    if transfer.account_number == magic::ACCOUNT_SLOW && transfer.status == "pending" && transfer.status_queries > 2
+    if transfer.account_number == magic::ACCOUNT_SLOW
+        && transfer.status == "pending"
+        && transfer.status_queries > 2
     {
         transfer.status = "success".into();
         transfer.updated_at = Utc::now();
@@ -966,7 +1021,10 @@ fn tamper(Data(sandbox): Data<&Sandbox>, body: poem::Result<Json<TamperBody>>) -
         _ => false,
     };
     if ok {
-        ps_ok("Sandbox record changed", json!({"reference": body.reference}))
+        ps_ok(
+            "Sandbox record changed",
+            json!({"reference": body.reference}),
+        )
     } else {
         ps_error(StatusCode::NOT_FOUND, "No such record or action")
     }
@@ -1013,9 +1071,11 @@ fn fw_catalogue(Data(sandbox): Data<&Sandbox>, request: &Request) -> Response {
     let mut items = Vec::new();
     for biller in bill_catalogue::BILLERS {
         if let Some(item) = biller.item_code {
-            items.push(json!({"biller_code": biller.code, "item_code": item, "biller_name": biller.name,
+            items.push(
+                json!({"biller_code": biller.code, "item_code": item, "biller_name": biller.name,
                               "name": biller.name, "amount": 0, "country": "NG",
-                              "is_airtime": biller.category == Category::Airtime}));
+                              "is_airtime": biller.category == Category::Airtime}),
+            );
         }
         for package in biller.packages {
             items.push(json!({"biller_code": biller.code, "item_code": package.code, "biller_name": package.name,
@@ -1055,10 +1115,14 @@ fn fw_validate(
         return fw_error(StatusCode::BAD_REQUEST, "Invalid biller or item code");
     };
     if customer.ends_with(magic::CUSTOMER_INVALID) {
-        return fw_error(StatusCode::BAD_REQUEST, "Customer not found for this biller");
+        return fw_error(
+            StatusCode::BAD_REQUEST,
+            "Customer not found for this biller",
+        );
     }
     let name = account_name(&customer);
-    let address = (biller.category == Category::Electricity).then(|| "12 Marina Road, Lagos".to_owned());
+    let address =
+        (biller.category == Category::Electricity).then(|| "12 Marina Road, Lagos".to_owned());
     fw_ok(
         "Item validated successfully",
         json!({"response_code": "00", "response_message": "Successful", "name": name,
@@ -1119,25 +1183,34 @@ async fn fw_vend(
         return fw_error(StatusCode::BAD_REQUEST, "Invalid amount");
     };
     if price > 0 && amount != price {
-        return fw_error(StatusCode::BAD_REQUEST, "Amount does not match the package price");
+        return fw_error(
+            StatusCode::BAD_REQUEST,
+            "Amount does not match the package price",
+        );
     }
     let customer = body.customer_id.clone();
     if customer.ends_with(magic::CUSTOMER_VEND_FLAKY)
         && sandbox.count_call(format!("vend:{}", body.reference)) <= 2
     {
-        return fw_error(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable");
+        return fw_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service temporarily unavailable",
+        );
     }
     let fails = customer.ends_with(magic::CUSTOMER_VEND_FAILS);
     let slow = customer.ends_with(magic::CUSTOMER_VEND_SLOW);
-    let token = (biller.category == Category::Electricity && biller.meter_type == Some("prepaid")).then(|| {
-        let digits: String = (0..20).map(|_| char::from(b'0' + rand::random::<u8>() % 10)).collect();
-        digits
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join("-")
-    });
+    let token = (biller.category == Category::Electricity && biller.meter_type == Some("prepaid"))
+        .then(|| {
+            let digits: String = (0..20)
+                .map(|_| char::from(b'0' + rand::random::<u8>() % 10))
+                .collect();
+            digits
+                .as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("-")
+        });
     let units = token
         .as_ref()
         .map(|_| format!("{} kWh", minor_to_major_string(amount, Currency::Ngn)));
@@ -1168,12 +1241,19 @@ async fn fw_vend(
         state.vends.insert(body.reference.clone(), record.clone());
     }
     if fails {
-        return fw_error(StatusCode::BAD_REQUEST, "Biller unavailable: the vend failed");
+        return fw_error(
+            StatusCode::BAD_REQUEST,
+            "Biller unavailable: the vend failed",
+        );
     }
     if record.customer.ends_with(magic::CUSTOMER_VEND_TIMEOUT) {
         tokio::time::sleep(sandbox.inner.options.hang).await;
     }
-    let message = if slow { "Bill payment is processing" } else { "Bill payment successful" };
+    let message = if slow {
+        "Bill payment is processing"
+    } else {
+        "Bill payment successful"
+    };
     fw_ok(message, vend_json(&record))
 }
 

@@ -17,6 +17,9 @@ use crate::{fast_engine, InProcessWorkers, TestDb};
 
 pub struct TestApp {
     pub address: String,
+    /// The sandbox providers this app's adapters talk to, and their base URL.
+    pub sandbox: paycore_sandbox::Sandbox,
+    pub sandbox_url: String,
     pub db: TestDb,
     pub client: reqwest::Client,
     pub config: Arc<Config>,
@@ -67,7 +70,24 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// The api without workers: operations stay where the api leaves them.
 pub async fn spawn_api_only(overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDb::new().await.expect("test database");
-    let config = test_config(&db.url, overrides);
+    let options = paycore_sandbox::SandboxOptions {
+        webhook_delay: std::time::Duration::from_millis(200),
+        hang: std::time::Duration::from_secs(4),
+        ..paycore_sandbox::SandboxOptions::default()
+    };
+    let (sandbox, sandbox_url) = paycore_sandbox::start(options, 0)
+        .await
+        .expect("sandbox providers");
+    let paystack = format!("{sandbox_url}/paystack");
+    let flutterwave = format!("{sandbox_url}/flutterwave/v3");
+    let mut settings: Vec<(&str, &str)> = vec![
+        ("PAYSTACK_BASE_URL", &paystack),
+        ("FLUTTERWAVE_BASE_URL", &flutterwave),
+        ("PROVIDER_TIMEOUT_MS", "1500"),
+        ("PROVIDER_STATUS_POLL_MS", "500"),
+    ];
+    settings.extend_from_slice(overrides);
+    let config = test_config(&db.url, &settings);
     let state = AppState::new(db.pool.clone(), config);
     let config = Arc::clone(&state.config);
     let acceptor = TcpListener::bind("127.0.0.1:0")
@@ -83,7 +103,10 @@ pub async fn spawn_api_only(overrides: &[(&str, &str)]) -> TestApp {
     tokio::spawn(paycore_api::serve_on(acceptor, state, async move {
         let _ = stopped.await;
     }));
+    sandbox.set_paystack_webhook_url(&format!("http://{address}/api/v1/webhooks/paystack"));
     TestApp {
+        sandbox,
+        sandbox_url,
         address: format!("http://{address}"),
         db,
         client: reqwest::Client::new(),
@@ -106,6 +129,11 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// Provider adapters configured like the app's (talking to its sandbox).
+    pub fn providers(&self) -> paycore_jobs::providers::Providers {
+        paycore_jobs::providers::Providers::from_config(&self.config.providers)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -158,8 +158,9 @@ pub struct InProcessWorkers {
 impl InProcessWorkers {
     pub fn start(pool: &PgPool, queues: Vec<Queue>, engine: EngineConfig) -> Self {
         let lookup = |_: &str| None;
-        let config = paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
-            .expect("default configuration");
+        let config =
+            paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
+                .expect("default configuration");
         Self::start_for(pool, &config, queues, engine)
     }
 

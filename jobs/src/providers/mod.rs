@@ -43,7 +43,10 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether retrying (with the same reference) may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ProviderError::Unavailable(_) | ProviderError::Protocol(_))
+        matches!(
+            self,
+            ProviderError::Unavailable(_) | ProviderError::Protocol(_)
+        )
     }
 }
 
@@ -184,8 +187,10 @@ pub trait PayoutProvider: Send + Sync {
         &'a self,
         instruction: &'a PayoutInstruction,
     ) -> BoxFuture<'a, ProviderResult<PayoutState>>;
-    fn transfer_status<'a>(&'a self, reference: &'a str)
-        -> BoxFuture<'a, ProviderResult<PayoutState>>;
+    fn transfer_status<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, ProviderResult<PayoutState>>;
     /// Transfers that left in a period (successful or reversed), for reconciliation.
     fn settled_transfers(
         &self,
@@ -253,8 +258,10 @@ pub trait BillsProvider: Send + Sync {
         item_code: &'a str,
         customer_id: &'a str,
     ) -> BoxFuture<'a, ProviderResult<BillCustomer>>;
-    fn vend<'a>(&'a self, instruction: &'a VendInstruction)
-        -> BoxFuture<'a, ProviderResult<VendState>>;
+    fn vend<'a>(
+        &'a self,
+        instruction: &'a VendInstruction,
+    ) -> BoxFuture<'a, ProviderResult<VendState>>;
     /// The state of an earlier vend; `NotFound` when the provider never received it.
     fn vend_status<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, ProviderResult<VendState>>;
     fn settled_vends(
@@ -318,7 +325,8 @@ pub(crate) fn classify_status(status: reqwest::StatusCode, message: String) -> P
         ProviderError::Unavailable(format!("{status}: {message}"))
     } else if status == reqwest::StatusCode::NOT_FOUND {
         ProviderError::NotFound
-    } else if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
+    } else if status == reqwest::StatusCode::UNAUTHORIZED
+        || status == reqwest::StatusCode::FORBIDDEN
     {
         // Our keys are wrong: retrying will not help, but neither is it the customer's fault. Treat as
         // unavailable so the operation waits (and alerts through the dead-job list) rather than failing.
@@ -393,11 +401,26 @@ mod tests {
     fn amounts_convert_between_minor_and_major_units_exactly() {
         assert_eq!(minor_to_major_string(1050, Currency::Ngn), "10.50");
         assert_eq!(minor_to_major_string(5, Currency::Ngn), "0.05");
-        assert_eq!(major_to_minor(&serde_json::json!(10.5), Currency::Ngn), Some(1050));
-        assert_eq!(major_to_minor(&serde_json::json!("10.50"), Currency::Ngn), Some(1050));
-        assert_eq!(major_to_minor(&serde_json::json!(500), Currency::Ngn), Some(50000));
-        assert_eq!(major_to_minor(&serde_json::json!("1.234"), Currency::Ngn), None);
+        assert_eq!(
+            major_to_minor(&serde_json::json!(10.5), Currency::Ngn),
+            Some(1050)
+        );
+        assert_eq!(
+            major_to_minor(&serde_json::json!("10.50"), Currency::Ngn),
+            Some(1050)
+        );
+        assert_eq!(
+            major_to_minor(&serde_json::json!(500), Currency::Ngn),
+            Some(50000)
+        );
+        assert_eq!(
+            major_to_minor(&serde_json::json!("1.234"), Currency::Ngn),
+            None
+        );
         assert_eq!(major_to_minor(&serde_json::json!(-1), Currency::Ngn), None);
-        assert_eq!(major_to_minor(&serde_json::json!("abc"), Currency::Ngn), None);
+        assert_eq!(
+            major_to_minor(&serde_json::json!("abc"), Currency::Ngn),
+            None
+        );
     }
 }

@@ -189,7 +189,12 @@ impl PaymentGateway for Paystack {
         });
         Box::pin(async move {
             let (data, _): (Value, _) = self
-                .call(reqwest::Method::POST, "/transaction/initialize", &[], Some(body))
+                .call(
+                    reqwest::Method::POST,
+                    "/transaction/initialize",
+                    &[],
+                    Some(body),
+                )
                 .await?;
             Ok(DepositSession {
                 authorization_url: str_of(&data, "authorization_url")

@@ -45,7 +45,11 @@ mod tests {
         assert_eq!(signature.len(), 128);
         assert!(verify_hmac_sha512_hex("sk_test", b"{\"a\":1}", &signature));
         assert!(!verify_hmac_sha512_hex("sk_test", b"{\"a\":2}", &signature));
-        assert!(!verify_hmac_sha512_hex("sk_other", b"{\"a\":1}", &signature));
+        assert!(!verify_hmac_sha512_hex(
+            "sk_other",
+            b"{\"a\":1}",
+            &signature
+        ));
         assert!(!verify_hmac_sha512_hex("sk_test", b"{\"a\":1}", "not hex"));
         assert_eq!(hmac_sha256_hex("k", b"x").len(), 64);
     }
