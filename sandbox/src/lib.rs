@@ -142,6 +142,8 @@ struct Inner {
     public_url: RwLock<String>,
     paystack_webhook_url: RwLock<Option<String>>,
     next_id: AtomicI64,
+    /// The current webhook delay in milliseconds (starts as the options' value).
+    webhook_delay_ms: std::sync::atomic::AtomicU64,
     http: reqwest::Client,
 }
 
@@ -155,11 +157,14 @@ impl Sandbox {
     pub fn new(options: SandboxOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
-                options,
+                options: options.clone(),
                 state: Mutex::new(State::default()),
                 public_url: RwLock::new("http://127.0.0.1:8090".into()),
                 paystack_webhook_url: RwLock::new(None),
                 next_id: AtomicI64::new(4_000_000_000 + i64::from(rand::random::<u16>()) * 1000),
+                webhook_delay_ms: std::sync::atomic::AtomicU64::new(
+                    u64::try_from(options.webhook_delay.as_millis()).unwrap_or(u64::MAX),
+                ),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()
@@ -173,6 +178,18 @@ impl Sandbox {
         if let Ok(mut slot) = self.inner.public_url.write() {
             *slot = url.trim_end_matches('/').to_owned();
         }
+    }
+
+    /// Changes the delay before webhooks are sent (0: at once, racing the API's own answer).
+    pub fn set_webhook_delay(&self, delay: Duration) {
+        self.inner.webhook_delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn webhook_delay(&self) -> Duration {
+        Duration::from_millis(self.inner.webhook_delay_ms.load(Ordering::Relaxed))
     }
 
     /// Where Paystack-style webhooks are delivered (PayCore's `/api/v1/webhooks/paystack`).
@@ -557,11 +574,7 @@ fn settle_charge(sandbox: &Sandbox, reference: &str, action: &str) -> Option<Cha
         if charge.status == "success" {
             let data = charge_json(charge);
             drop(state);
-            sandbox.send_paystack_webhook(
-                "charge.success",
-                data,
-                sandbox.inner.options.webhook_delay,
-            );
+            sandbox.send_paystack_webhook("charge.success", data, sandbox.webhook_delay());
             return sandbox.state().charges.get(reference).cloned();
         }
     }
@@ -658,11 +671,7 @@ fn ps_bank_transfer(
         .state()
         .charges
         .insert(charge.reference.clone(), charge);
-    sandbox.send_paystack_webhook(
-        "charge.success",
-        data.clone(),
-        sandbox.inner.options.webhook_delay,
-    );
+    sandbox.send_paystack_webhook("charge.success", data.clone(), sandbox.webhook_delay());
     ps_ok("Bank transfer received", data)
 }
 
@@ -872,7 +881,7 @@ async fn ps_transfer(
             .transfers
             .insert(body.reference.clone(), record.clone());
     }
-    let delay = sandbox.inner.options.webhook_delay;
+    let delay = sandbox.webhook_delay();
     match account {
         magic::ACCOUNT_FAILS => {
             let s = sandbox.clone();

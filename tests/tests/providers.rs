@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::join_all;
+use futures::{future::join_all, StreamExt};
 use paycore_jobs::providers::signature::hmac_sha512_hex;
 use paycore_tests::{
     app::{error_code, spawn_app, spawn_app_with, TestApp, TestUser},
@@ -520,6 +520,48 @@ async fn timeouts_5xx_and_silent_providers_still_settle_each_payout_exactly_once
     .await
     .expect("attempts");
     assert!(retried >= 2, "retried submits: {retried}");
+    assert_audit_clean(&app).await;
+}
+
+#[tokio::test]
+async fn webhooks_that_race_the_submitting_job_still_settle_each_payout_exactly_once() {
+    let app = spawn_app().await;
+    // Webhooks leave the provider the moment a transfer is taken, before the job has recorded the answer.
+    app.sandbox.set_webhook_delay(Duration::ZERO);
+    let ada = app.register_user("ada").await;
+    let bodies: Vec<Value> = join_all((0..6).map(|i| {
+        let account = if i % 2 == 0 {
+            "0123456789"
+        } else {
+            "0000000002"
+        };
+        payout(&app, &ada, 100_000, account)
+    }))
+    .await
+    .into_iter()
+    .map(|r| async move { r.json::<Value>().await.expect("json") })
+    .collect::<futures::stream::FuturesOrdered<_>>()
+    .collect()
+    .await;
+    for (i, body) in bodies.iter().enumerate() {
+        let done = payout_until(&app, &ada, body, &["completed", "failed"]).await;
+        let expected = if i % 2 == 0 { "completed" } else { "failed" };
+        assert_eq!(done["status"], expected, "{done}");
+    }
+    assert_eq!(
+        balances(&app, &ada).await,
+        (BONUS - 3 * 105_000, BONUS - 3 * 105_000)
+    );
+    let resolutions: i64 = sqlx::query_scalar(
+        "select count(*) from ledger_transfer where flow in ('post_pending', 'void_pending')",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        resolutions, 12,
+        "each payout's two holds resolved exactly once"
+    );
     assert_audit_clean(&app).await;
 }
 
