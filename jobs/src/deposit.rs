@@ -127,12 +127,14 @@ pub fn fee_for(config: &Config, amount: Amount) -> i64 {
         .max(0)
 }
 
-/// Records a hosted-page deposit and enqueues its initialisation, in the caller's transaction.
+/// Records a hosted-page deposit (with the fee it will cost if paid in full) and enqueues its initialisation, in
+/// the caller's transaction.
 pub async fn create_tx(
     tx: &mut PgConnection,
     user_id: Uuid,
     wallet_id: Uuid,
     amount: Amount,
+    fee: i64,
     return_url: Option<&str>,
 ) -> Result<Result<DepositRow, DepositRejection>, sqlx::Error> {
     let Some(target) = wallet::lock_tx(tx, wallet_id)
@@ -156,9 +158,9 @@ pub async fn create_tx(
     )
     .await?;
     let row: DepositRow = sqlx::query_as(
-        "insert into deposit (deposit_id, user_id, wallet_id, provider, channel, reference, amount, currency,
+        "insert into deposit (deposit_id, user_id, wallet_id, provider, channel, reference, amount, fee, currency,
              status, return_url)
-         values ($1, $2, $3, $4, 'card', $5, $6, 'NGN', 'initializing', $7) returning *",
+         values ($1, $2, $3, $4, 'card', $5, $6, $8, 'NGN', 'initializing', $7) returning *",
     )
     .bind(operation_id)
     .bind(user_id)
@@ -167,6 +169,7 @@ pub async fn create_tx(
     .bind(operation_id.to_string())
     .bind(amount.minor())
     .bind(return_url)
+    .bind(fee)
     .fetch_one(&mut *tx)
     .await?;
     let job = NewJob::new(&InitializeDeposit {

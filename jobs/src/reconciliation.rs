@@ -72,17 +72,32 @@ pub async fn request(
     requested_by: Option<Uuid>,
 ) -> Result<ReportRow, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: ReportRow = sqlx::query_as(
+    // Scheduled reports (no requester) are unique per provider and period: a second request finds the first.
+    let inserted: Option<ReportRow> = sqlx::query_as(
         "insert into reconciliation_report (report_id, provider, period_from, period_to, requested_by)
-         values ($1, $2, $3, $4, $5) returning *",
+         values ($1, $2, $3, $4, $5)
+         on conflict (provider, period_from, period_to) where requested_by is null do nothing
+         returning *",
     )
     .bind(Uuid::now_v7())
     .bind(provider.as_str())
     .bind(from)
     .bind(to)
     .bind(requested_by)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    let Some(row) = inserted else {
+        drop(tx);
+        return sqlx::query_as(
+            "select * from reconciliation_report where provider = $1 and period_from = $2 and period_to = $3
+               and requested_by is null",
+        )
+        .bind(provider.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await;
+    };
     let job = NewJob::new(&RunReconciliation {
         report_id: row.report_id,
     })
@@ -333,18 +348,7 @@ pub async fn daily(ctx: JobContext, _: DailyReconciliation) -> Result<(), JobErr
         .unwrap_or_else(Utc::now);
     let from = to - Duration::days(1);
     for provider in ProviderName::ALL {
-        let exists: bool = sqlx::query_scalar(
-            "select exists (select 1 from reconciliation_report where provider = $1 and period_from = $2
-                            and period_to = $3 and requested_by is null)",
-        )
-        .bind(provider.as_str())
-        .bind(from)
-        .bind(to)
-        .fetch_one(&ctx.pool)
-        .await?;
-        if !exists {
-            request(&ctx.pool, provider, from, to, None).await?;
-        }
+        request(&ctx.pool, provider, from, to, None).await?;
     }
     Ok(())
 }

@@ -86,6 +86,10 @@ async fn start_deposit(app: &TestApp, user: &TestUser, amount: i64) -> Value {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["status"], "requires_action", "{body}");
     assert_eq!(body["operation_status"], "requires_action");
+    assert!(
+        body["fee"]["amount"].as_i64().expect("fee") > 0,
+        "the fee is shown up front"
+    );
     body
 }
 
@@ -1182,6 +1186,44 @@ async fn reconciliation_matches_the_providers_records_and_reports_missing_extra_
     assert_eq!(
         error_code(refused, StatusCode::FORBIDDEN).await,
         "admin_required"
+    );
+}
+
+#[tokio::test]
+async fn the_daily_schedule_reconciles_yesterday_for_every_provider_once() {
+    let app = spawn_app().await;
+    let daily =
+        paycore_jobs::engine::NewJob::new(&paycore_jobs::reconciliation::DailyReconciliation {})
+            .expect("job");
+    for _ in 0..2 {
+        let mut tx = app.db.pool.begin().await.expect("tx");
+        paycore_jobs::engine::enqueue_tx(&mut tx, daily.clone())
+            .await
+            .expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+    paycore_jobs::engine::wake(&app.db.pool, &[paycore_jobs::engine::Queue::Reconciliation]).await;
+    let reports = eventually(SETTLE, "two finished daily reports", || async {
+        let rows: Vec<(String, String, chrono::DateTime<Utc>)> = sqlx::query_as(
+            "select provider, status, period_to from reconciliation_report order by provider",
+        )
+        .fetch_all(&app.db.pool)
+        .await
+        .expect("reports");
+        (rows.len() == 2 && rows.iter().all(|r| r.1 == "clean")).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        (reports[0].0.as_str(), reports[1].0.as_str()),
+        ("flutterwave", "paystack")
+    );
+    assert_eq!(
+        reports[0].2,
+        Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
     );
 }
 

@@ -110,6 +110,7 @@ pub enum DepositResponse {
 }
 
 struct CreateDeposit {
+    fee: i64,
     user_id: Uuid,
     wallet_id: Uuid,
     amount: Amount,
@@ -123,6 +124,7 @@ impl CreateAction for CreateDeposit {
             self.user_id,
             self.wallet_id,
             self.amount,
+            self.fee,
             self.return_url.as_deref(),
         )
         .await?;
@@ -193,6 +195,7 @@ impl DepositsApi {
         };
         let hash = idempotent::request_hash("deposits", &body.0)?;
         let action = CreateDeposit {
+            fee: deposit::fee_for(&self.state.config, amount),
             user_id: caller.0.user_id,
             wallet_id,
             amount,
