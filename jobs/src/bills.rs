@@ -202,19 +202,72 @@ pub async fn get(pool: &PgPool, payment_id: Uuid) -> Result<Option<BillPaymentRo
         .await
 }
 
-/// Applies the provider's state of a vend in the caller's fenced transaction; true when the payment settled.
+/// Sends the receipt (or the failure) of a settled bill payment, and warns of a low balance.
+async fn notify_tx(
+    tx: &mut PgConnection,
+    config: &Config,
+    payment_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    let row: BillPaymentRow = sqlx::query_as("select * from bill_payment where payment_id = $1")
+        .bind(payment_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let completed = row.status == "completed";
+    crate::notify::notify_tx(
+        tx,
+        row.user_id,
+        &crate::notify::Event::BillReceipt {
+            status: if completed { "completed" } else { "failed" },
+            biller: crate::bill_catalogue::biller(&row.biller_code)
+                .map(|b| b.name.to_owned())
+                .unwrap_or_else(|| row.biller_code.clone()),
+            customer_id: row.customer_id.clone(),
+            amount: row.amount,
+            fee: row.fee,
+            token: row.token.clone(),
+            units: row.token_units.clone(),
+            reason: row.failure_reason.clone(),
+            reference: row.payment_id,
+        },
+        Some(row.payment_id),
+    )
+    .await?;
+    if completed {
+        crate::notify::low_balance_tx(
+            tx,
+            row.wallet_id,
+            row.amount.saturating_add(row.fee),
+            config.notifications.low_balance_threshold_minor,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What applying a vend's state did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Still pending at the provider.
+    Pending,
+    /// Settled by this run.
+    Settled,
+    /// Settled before.
+    AlreadySettled,
+}
+
+/// Applies the provider's state of a vend in the caller's fenced transaction.
 async fn apply_tx(
     tx: &mut PgConnection,
     payment_id: Uuid,
     state: &VendState,
-) -> Result<bool, JobError> {
+) -> Result<Applied, JobError> {
     let row: BillPaymentRow =
         sqlx::query_as("select * from bill_payment where payment_id = $1 for update")
             .bind(payment_id)
             .fetch_one(&mut *tx)
             .await?;
     if row.status != "processing" {
-        return Ok(true);
+        return Ok(Applied::AlreadySettled);
     }
     match state.status {
         VendStatus::Pending => {
@@ -226,7 +279,7 @@ async fn apply_tx(
             .bind(&state.provider_reference)
             .execute(&mut *tx)
             .await?;
-            Ok(false)
+            Ok(Applied::Pending)
         }
         VendStatus::Success => {
             spend::resolve_tx(tx, &row.holds(), true).await?;
@@ -247,7 +300,7 @@ async fn apply_tx(
                 &serde_json::json!({"payment_id": payment_id, "token": state.token, "units": state.units}),
             )
             .await?;
-            Ok(true)
+            Ok(Applied::Settled)
         }
         VendStatus::Failed => {
             let reason = state
@@ -255,7 +308,7 @@ async fn apply_tx(
                 .clone()
                 .unwrap_or_else(|| "the biller could not deliver the purchase".into());
             fail_tx(tx, &row, "bill_vend_failed", &reason).await?;
-            Ok(true)
+            Ok(Applied::Settled)
         }
     }
 }
@@ -355,11 +408,15 @@ pub async fn vend(
                     .await?;
             if current.status == "processing" {
                 fail_tx(&mut tx, &current, "provider_declined", &reason).await?;
+                Applied::Settled
+            } else {
+                Applied::AlreadySettled
             }
-            true
         }
     };
-    if !settled {
+    if settled == Applied::Settled {
+        notify_tx(&mut tx, &config, row.payment_id).await?;
+    } else if settled == Applied::Pending {
         // Pending at the provider: roll back this run's bookkeeping and come back for the status.
         drop(tx);
         return Err(JobError::RetryAfter {

@@ -57,6 +57,58 @@ pub struct Config {
     pub engine: EngineConfig,
     pub money: MoneyConfig,
     pub providers: ProvidersConfig,
+    pub notifications: NotificationsConfig,
+}
+
+/// E-mail, push and in-app notification settings.
+#[derive(Debug, Clone)]
+pub struct NotificationsConfig {
+    /// `None`: mail goes to the development mailbox (`dev_mailbox`), readable by admins.
+    pub smtp: Option<SmtpConfig>,
+    /// The sender of every e-mail.
+    pub mail_from: String,
+    /// `None`: push notifications are recorded but not sent.
+    pub fcm: Option<FcmConfig>,
+    /// A debit that leaves a wallet's available balance below this (minor units) warns its owner.
+    pub low_balance_threshold_minor: i64,
+    /// In-app notifications older than this are deleted.
+    pub retention_days: i64,
+    /// One-time codes expire after this long.
+    pub otp_ttl: Duration,
+    /// Fewest seconds between two codes of one purpose for one user.
+    pub otp_resend_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay or a test sink).
+    None,
+    /// STARTTLS on the submission port.
+    StartTls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout: Duration,
+}
+
+/// FCM HTTP v1 with a Google service account.
+#[derive(Debug, Clone)]
+pub struct FcmConfig {
+    /// `https://fcm.googleapis.com` unless pointed elsewhere.
+    pub base_url: String,
+    pub project_id: String,
+    pub client_email: String,
+    pub private_key: Secret,
+    /// The OAuth2 token endpoint (the service account's `token_uri`).
+    pub token_uri: String,
 }
 
 /// Where the payment providers are and how PayCore talks to them.
@@ -363,8 +415,96 @@ impl Config {
             engine,
             money,
             providers: providers_config(env, production)?,
+            notifications: notifications_config(env)?,
         })
     }
+}
+
+fn notifications_config(env: &Env<'_>) -> Result<NotificationsConfig, ConfigError> {
+    let smtp = match env.get("SMTP_HOST") {
+        None => None,
+        Some(host) => {
+            let tls = match env.get("SMTP_TLS").as_deref() {
+                None | Some("starttls") => SmtpTls::StartTls,
+                Some("tls") => SmtpTls::Tls,
+                Some("none") => SmtpTls::None,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "SMTP_TLS",
+                        reason: format!("expected starttls, tls or none, got {other:?}"),
+                    })
+                }
+            };
+            let default_port = match tls {
+                SmtpTls::Tls => 465,
+                SmtpTls::StartTls => 587,
+                SmtpTls::None => 25,
+            };
+            Some(SmtpConfig {
+                host,
+                port: env.parse("SMTP_PORT", default_port)?,
+                tls,
+                username: env.get("SMTP_USERNAME"),
+                password: env.get("SMTP_PASSWORD").map(Secret::new),
+                timeout: env.millis("SMTP_TIMEOUT_MS", Duration::from_secs(15))?,
+            })
+        }
+    };
+    let service_account = match (
+        env.get("FCM_SERVICE_ACCOUNT_JSON"),
+        env.get("FCM_SERVICE_ACCOUNT_FILE"),
+    ) {
+        (Some(json), _) => Some(json),
+        (None, Some(path)) => {
+            Some(
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                    name: "FCM_SERVICE_ACCOUNT_FILE",
+                    reason: format!("cannot read {path}: {e}"),
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    let fcm = match service_account {
+        None => None,
+        Some(json) => {
+            let invalid = |reason: String| ConfigError::Invalid {
+                name: "FCM_SERVICE_ACCOUNT_JSON",
+                reason,
+            };
+            let account: serde_json::Value =
+                serde_json::from_str(&json).map_err(|e| invalid(e.to_string()))?;
+            let field = |name: &str| {
+                account
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(format!("the service account has no {name}")))
+            };
+            Some(FcmConfig {
+                base_url: env
+                    .get("FCM_BASE_URL")
+                    .unwrap_or_else(|| "https://fcm.googleapis.com".into())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                project_id: field("project_id")?,
+                client_email: field("client_email")?,
+                private_key: Secret::new(field("private_key")?),
+                token_uri: field("token_uri")?,
+            })
+        }
+    };
+    Ok(NotificationsConfig {
+        smtp,
+        mail_from: env
+            .get("MAIL_FROM")
+            .unwrap_or_else(|| "PayCore <no-reply@paycore.local>".into()),
+        fcm,
+        low_balance_threshold_minor: env.parse("LOW_BALANCE_THRESHOLD", 100_000)?,
+        retention_days: env.parse("NOTIFICATION_RETENTION_DAYS", 90)?,
+        otp_ttl: Duration::from_secs(env.parse("OTP_TTL_SECONDS", 15 * 60)?),
+        otp_resend_interval: Duration::from_secs(env.parse("OTP_RESEND_INTERVAL_SECONDS", 60)?),
+    })
 }
 
 fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, ConfigError> {

@@ -368,6 +368,18 @@ async fn credit_tx(
         &serde_json::json!({"deposit_id": deposit.deposit_id, "credited": paid_minor - fee, "fee": fee}),
     )
     .await?;
+    crate::notify::notify_tx(
+        tx,
+        deposit.user_id,
+        &crate::notify::Event::DepositCredited {
+            amount: paid_minor,
+            fee,
+            currency: deposit.currency.clone(),
+            reference: deposit.deposit_id,
+        },
+        Some(deposit.deposit_id),
+    )
+    .await?;
     Ok(())
 }
 

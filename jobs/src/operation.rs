@@ -154,6 +154,7 @@ pub async fn announce(pool: &PgPool, operation_ids: &[Uuid]) {
     if let Err(error) = result {
         tracing::warn!(%error, "could not announce operation changes");
     }
+    crate::notify::announce_for_operations(pool, operation_ids).await;
 }
 
 /// Moves an open operation to a non-terminal waiting status (`requires_action`, `requires_approval`).

@@ -255,6 +255,61 @@ impl Applied {
     }
 }
 
+/// Tells the owner how a payout ended (and warns of a low balance after a completed one).
+async fn notify_result_tx(
+    tx: &mut PgConnection,
+    config: &Config,
+    payout_id: Uuid,
+    status: &'static str,
+) -> Result<(), sqlx::Error> {
+    let row = lock_tx(tx, payout_id).await?;
+    crate::notify::notify_tx(
+        tx,
+        row.user_id,
+        &crate::notify::Event::PayoutResult {
+            status,
+            amount: row.amount,
+            fee: row.fee,
+            account_name: row.account_name.clone(),
+            bank_name: row.bank_name.clone(),
+            reason: row.failure_reason.clone(),
+            reference: row.payout_id,
+        },
+        Some(row.payout_id),
+    )
+    .await?;
+    if status == "completed" {
+        crate::notify::low_balance_tx(
+            tx,
+            row.wallet_id,
+            row.amount.saturating_add(row.fee),
+            config.notifications.low_balance_threshold_minor,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies the provider's state of a payout and notifies its owner, in the caller's fenced transaction.
+async fn apply_and_notify_tx(
+    tx: &mut PgConnection,
+    config: &Config,
+    payout_id: Uuid,
+    state: &PayoutState,
+) -> Result<Applied, JobError> {
+    let applied = apply_tx(tx, payout_id, state).await?;
+    let status = match applied {
+        Applied::Completed => Some("completed"),
+        Applied::Failed => Some("failed"),
+        Applied::Reversed => Some("reversed"),
+        Applied::StillPending | Applied::NoChange => None,
+    };
+    if let Some(status) = status {
+        notify_result_tx(tx, config, payout_id, status).await?;
+    }
+    Ok(applied)
+}
+
 /// Applies the provider's state of a payout, in the caller's fenced transaction.
 async fn apply_tx(
     tx: &mut PgConnection,
@@ -424,13 +479,14 @@ pub async fn submit(
     let result = providers.payouts.transfer(&instruction(&row)).await;
     let mut tx = ctx.begin_fenced().await?;
     let applied = match result {
-        Ok(state) => apply_tx(&mut tx, row.payout_id, &state).await?,
+        Ok(state) => apply_and_notify_tx(&mut tx, &config, row.payout_id, &state).await?,
         Err(ProviderError::Declined(reason)) => {
             let current = lock_tx(&mut tx, row.payout_id).await?;
             if current.status == "processing" {
                 spend::resolve_tx(&mut tx, &current.holds(), false).await?;
                 set_status_tx(&mut tx, row.payout_id, "failed", Some(&reason)).await?;
                 operation::fail_tx(&mut tx, row.payout_id, "provider_declined", &reason).await?;
+                notify_result_tx(&mut tx, &config, row.payout_id, "failed").await?;
                 Applied::Failed
             } else {
                 Applied::NoChange
@@ -487,7 +543,7 @@ pub async fn sync(
         Err(error) => return Err(JobError::transient(error)),
     };
     let mut tx = ctx.begin_fenced().await?;
-    let applied = apply_tx(&mut tx, row.payout_id, &state).await?;
+    let applied = apply_and_notify_tx(&mut tx, &config, row.payout_id, &state).await?;
     if let Some(id) = job.webhook_event_id {
         crate::webhook::mark_processed_tx(&mut tx, id, applied.as_str()).await?;
     }
@@ -577,6 +633,7 @@ pub enum DecisionRejection {
 /// An admin approves (submits) or rejects (releases the holds of) a payout waiting for approval.
 pub async fn decide(
     pool: &PgPool,
+    config: &Config,
     actor: &Actor,
     payout_id: Uuid,
     decision: Decision,
@@ -630,6 +687,7 @@ pub async fn decide(
                     .unwrap_or("rejected by an administrator"),
             )
             .await?;
+            notify_result_tx(&mut tx, config, payout_id, "failed").await?;
         }
     }
     admin_audit::record_tx(

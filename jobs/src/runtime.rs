@@ -31,8 +31,33 @@ pub fn registry(config: &Config) -> Arc<Registry> {
             });
         }};
     }
+    // A handler that needs the configuration.
+    macro_rules! with_config {
+        ($job:ty, $handler:path) => {{
+            let config = Arc::clone(&config);
+            registry
+                .register::<$job, _, _>(move |ctx, job| $handler(ctx, job, Arc::clone(&config)));
+        }};
+    }
+    with_config!(crate::transfer::SettleTransfer, crate::transfer::settle);
+    with_config!(crate::notify::PruneNotifications, crate::notify::prune_job);
+    {
+        let mailer = Arc::new(crate::notify::email::Mailer::from_config(
+            &config.notifications,
+        ));
+        registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
+            crate::notify::email::send(ctx, job, Arc::clone(&mailer))
+        });
+        let fcm = config
+            .notifications
+            .fcm
+            .clone()
+            .map(|fcm| Arc::new(crate::notify::push::Fcm::new(fcm)));
+        registry.register::<crate::notify::push::SendPush, _, _>(move |ctx, job| {
+            crate::notify::push::send(ctx, job, fcm.clone())
+        });
+    }
     registry
-        .register::<crate::transfer::SettleTransfer, _, _>(crate::transfer::settle)
         .register::<crate::transfer::ExpireTransfers, _, _>(crate::transfer::expire)
         .register::<crate::audit::AuditLedger, _, _>(crate::audit::run)
         .register::<deposit::SweepDeposits, _, _>(deposit::sweep)
@@ -84,6 +109,13 @@ pub fn schedules() -> Vec<ScheduleDef> {
             cron: "0 30 1 * * *",
             queue: Queue::Reconciliation,
             kind: <crate::reconciliation::DailyReconciliation as Job>::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        },
+        ScheduleDef {
+            name: "notifications.prune",
+            cron: "0 15 3 * * *",
+            queue: Queue::Maintenance,
+            kind: <crate::notify::PruneNotifications as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {

@@ -396,6 +396,20 @@ async fn hold_and_record(
                 operation::OperationStatus::RequiresAction,
             )
             .await?;
+            let parties = parties_tx(tx, &row).await?;
+            crate::notify::notify_tx(
+                tx,
+                parties.recipient_id,
+                &crate::notify::Event::TransferAwaitingAcceptance {
+                    amount: row.amount,
+                    currency: row.currency.clone(),
+                    counterparty: parties.sender_name,
+                    expires_at: row.expires_at,
+                    reference: row.transfer_id,
+                },
+                Some(row.transfer_id),
+            )
+            .await?;
         }
     }
     Ok(row)
@@ -491,7 +505,11 @@ pub async fn decide(
 }
 
 /// The `transfer.settle` handler.
-pub async fn settle(ctx: JobContext, job: SettleTransfer) -> Result<(), JobError> {
+pub async fn settle(
+    ctx: JobContext,
+    job: SettleTransfer,
+    config: std::sync::Arc<crate::config::Config>,
+) -> Result<(), JobError> {
     let Some(row) = get(&ctx.pool, job.transfer_id).await? else {
         return Err(JobError::permanent(
             "transfer_not_found",
@@ -586,6 +604,7 @@ pub async fn settle(ctx: JobContext, job: SettleTransfer) -> Result<(), JobError
             &serde_json::json!({"transfer_id": row.transfer_id}),
         )
         .await?;
+        notify_settled_tx(&mut tx, &row, &config).await?;
     } else {
         let (code, message) = if status == "rejected" {
             ("transfer_rejected", "the recipient rejected the transfer")
@@ -597,6 +616,71 @@ pub async fn settle(ctx: JobContext, job: SettleTransfer) -> Result<(), JobError
     tx.commit().await?;
     operation::announce(&ctx.pool, &[row.transfer_id]).await;
     Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Parties {
+    sender_id: Uuid,
+    sender_name: String,
+    recipient_id: Uuid,
+    recipient_name: String,
+    recipient_account: String,
+}
+
+async fn parties_tx(tx: &mut PgConnection, row: &TransferRow) -> Result<Parties, sqlx::Error> {
+    sqlx::query_as(
+        "select su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
+                ru.full_name as recipient_name, rw.account_number as recipient_account
+         from wallet sw join app_user su on su.user_id = sw.user_id,
+              wallet rw join app_user ru on ru.user_id = rw.user_id
+         where sw.wallet_id = $1 and rw.wallet_id = $2",
+    )
+    .bind(row.from_wallet_id)
+    .bind(row.to_wallet_id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// Tells both sides of a posted transfer, and warns the sender of a low balance.
+async fn notify_settled_tx(
+    tx: &mut PgConnection,
+    row: &TransferRow,
+    config: &crate::config::Config,
+) -> Result<(), sqlx::Error> {
+    use crate::notify::{self, Event};
+    let parties = parties_tx(tx, row).await?;
+    notify::notify_tx(
+        tx,
+        parties.sender_id,
+        &Event::TransferSent {
+            amount: row.amount,
+            fee: row.fee,
+            currency: row.currency.clone(),
+            counterparty: format!("{} ({})", parties.recipient_name, parties.recipient_account),
+            reference: row.transfer_id,
+        },
+        Some(row.transfer_id),
+    )
+    .await?;
+    notify::notify_tx(
+        tx,
+        parties.recipient_id,
+        &Event::TransferReceived {
+            amount: row.amount,
+            currency: row.currency.clone(),
+            counterparty: parties.sender_name,
+            reference: row.transfer_id,
+        },
+        Some(row.transfer_id),
+    )
+    .await?;
+    notify::low_balance_tx(
+        tx,
+        row.from_wallet_id,
+        row.amount.saturating_add(row.fee),
+        config.notifications.low_balance_threshold_minor,
+    )
+    .await
 }
 
 async fn accounts_of(pool: &PgPool, wallet_id: Uuid) -> Result<i64, JobError> {

@@ -143,15 +143,22 @@ impl AdminPaymentsApi {
             ));
         }
         let actor = actor(principal, request);
-        let row = payout::decide(&self.state.pool, &actor, id, decision, note)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?
-            .map_err(|rejection| match rejection {
-                DecisionRejection::NotFound => not_found(),
-                DecisionRejection::NotAwaitingApproval => {
-                    ApiError::conflict("payout_not_awaiting_approval", rejection.to_string())
-                }
-            })?;
+        let row = payout::decide(
+            &self.state.pool,
+            &self.state.config,
+            &actor,
+            id,
+            decision,
+            note,
+        )
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?
+        .map_err(|rejection| match rejection {
+            DecisionRejection::NotFound => not_found(),
+            DecisionRejection::NotAwaitingApproval => {
+                ApiError::conflict("payout_not_awaiting_approval", rejection.to_string())
+            }
+        })?;
         let op = paycore_jobs::operation::get(&self.state.pool, id).await?;
         Ok(Json(PayoutBody::new(&row, op.as_ref())))
     }

@@ -1,0 +1,282 @@
+//! E-mail: rendered from `templates/email/` (minijinja; each template has `subject`, `text` and HTML `content`
+//! blocks over `base.html`) and sent over SMTP with `lettre` (rustls), or, without SMTP configured, delivered to
+//! the development mailbox (`dev_mailbox`) that admins read in the admin API.
+//!
+//! SMTP failures are classified by their reply: 4xx and connection problems are transient (retried with the
+//! `emails` queue's backoff), 5xx (the mailbox does not exist, the message is refused) are permanent.
+
+use std::sync::{Arc, LazyLock};
+
+use lettre::{
+    message::{header::ContentType, Mailbox, MultiPart, SinglePart},
+    transport::smtp::{authentication::Credentials, client::Tls, client::TlsParameters},
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::{
+    config::{NotificationsConfig, SmtpTls},
+    engine::{Job, JobContext, JobError, Queue},
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendEmail {
+    pub to: String,
+    /// A template in `templates/email/` (without `.html`).
+    pub template: String,
+    pub context: serde_json::Value,
+}
+
+impl Job for SendEmail {
+    const KIND: &'static str = "email.send";
+    const QUEUE: Queue = Queue::Emails;
+}
+
+/// The templates are compiled in, so a running binary always has the set its code expects; a designer edits the
+/// files under `templates/email/`.
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    macro_rules! templates {
+        ($($name:literal),* $(,)?) => {
+            $(
+                if let Err(error) = env.add_template(
+                    concat!("email/", $name, ".html"),
+                    include_str!(concat!("../../../templates/email/", $name, ".html")),
+                ) {
+                    tracing::error!(%error, template = $name, "an e-mail template does not compile");
+                }
+            )*
+        };
+    }
+    templates!(
+        "base",
+        "email_verification",
+        "login_code",
+        "password_reset",
+        "new_device",
+        "transfer_sent",
+        "transfer_received",
+        "transfer_awaiting_acceptance",
+        "deposit_credited",
+        "payout_result",
+        "bill_receipt",
+        "low_balance",
+    );
+    env
+});
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+pub fn render(template: &str, context: &serde_json::Value) -> Result<Rendered, minijinja::Error> {
+    let tmpl = TEMPLATES.get_template(&format!("email/{template}.html"))?;
+    let mut captured = tmpl.render_captured(context)?;
+    let (subject, text) = captured.with_state_mut(|state| {
+        Ok::<_, minijinja::Error>((state.render_block("subject")?, state.render_block("text")?))
+    })?;
+    let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.trim().to_owned();
+    let html = captured.into_output();
+    Ok(Rendered {
+        subject,
+        text,
+        html,
+    })
+}
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
+    DevMailbox,
+}
+
+impl Mailer {
+    pub fn from_config(config: &NotificationsConfig) -> Self {
+        let Some(smtp) = &config.smtp else {
+            return Mailer::DevMailbox;
+        };
+        let from: Mailbox = match config.mail_from.parse() {
+            Ok(from) => from,
+            Err(error) => {
+                tracing::error!(%error, "MAIL_FROM is not an address; using the development mailbox");
+                return Mailer::DevMailbox;
+            }
+        };
+        let tls = match smtp.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::StartTls | SmtpTls::Tls => match TlsParameters::new(smtp.host.clone()) {
+                Ok(parameters) if smtp.tls == SmtpTls::Tls => Tls::Wrapper(parameters),
+                Ok(parameters) => Tls::Required(parameters),
+                Err(error) => {
+                    tracing::error!(%error, "SMTP TLS parameters are invalid; using the development mailbox");
+                    return Mailer::DevMailbox;
+                }
+            },
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(smtp.timeout));
+        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+        }
+        Mailer::Smtp {
+            transport: builder.build(),
+            from,
+        }
+    }
+}
+
+/// The `email.send` handler.
+pub async fn send(ctx: JobContext, job: SendEmail, mailer: Arc<Mailer>) -> Result<(), JobError> {
+    let rendered = render(&job.template, &job.context)
+        .map_err(|e| JobError::permanent("template_error", e.to_string()))?;
+    match mailer.as_ref() {
+        Mailer::DevMailbox => deliver_to_dev_mailbox(&ctx, &job, &rendered).await,
+        Mailer::Smtp { transport, from } => {
+            let to: Mailbox = job
+                .to
+                .parse()
+                .map_err(|e| JobError::permanent("invalid_recipient", format!("{e}")))?;
+            let message = Message::builder()
+                .from(from.clone())
+                .to(to)
+                .subject(rendered.subject.clone())
+                .multipart(
+                    MultiPart::alternative()
+                        .singlepart(
+                            SinglePart::builder()
+                                .header(ContentType::TEXT_PLAIN)
+                                .body(rendered.text.clone()),
+                        )
+                        .singlepart(
+                            SinglePart::builder()
+                                .header(ContentType::TEXT_HTML)
+                                .body(rendered.html.clone()),
+                        ),
+                )
+                .map_err(|e| JobError::permanent("invalid_message", e.to_string()))?;
+            match transport.send(message).await {
+                Ok(_) => {
+                    let tx = ctx.begin_fenced().await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+                Err(error) if error.is_permanent() => Err(JobError::permanent(
+                    "email_rejected",
+                    format!("the mail server refused the message: {error}"),
+                )),
+                Err(error) => Err(JobError::transient(format!("SMTP: {error}"))),
+            }
+        }
+    }
+}
+
+async fn deliver_to_dev_mailbox(
+    ctx: &JobContext,
+    job: &SendEmail,
+    rendered: &Rendered,
+) -> Result<(), JobError> {
+    let mut tx = ctx.begin_fenced().await?;
+    sqlx::query(
+        "insert into dev_mailbox (to_address, subject, text_body, html_body, template) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(&job.to)
+    .bind(&rendered.subject)
+    .bind(&rendered.text)
+    .bind(&rendered.html)
+    .bind(&job.template)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct DevMessage {
+    pub message_id: i64,
+    pub to_address: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    pub template: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The development mailbox, newest first, optionally for one address.
+pub async fn dev_mailbox(
+    pool: &PgPool,
+    to: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DevMessage>, sqlx::Error> {
+    sqlx::query_as(
+        "select * from dev_mailbox where ($1::text is null or lower(to_address) = lower($1))
+         order by message_id desc limit $2",
+    )
+    .bind(to)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_renders_a_subject_a_text_and_html() {
+        let context = serde_json::json!({
+            "name": "Ada <script>", "code": "123456", "minutes": 15, "amount": "NGN 5,000.00",
+            "fee": "NGN 50.00", "credited": "NGN 4,925.00", "counterparty": "Bayo", "reference": "r",
+            "status": "completed", "account_name": "JANE DOE", "bank_name": "GTBank", "reason": "x",
+            "biller": "EKEDC Prepaid", "customer_id": "45000000001", "token": "1234-5678", "units": "5 kWh",
+            "available": "NGN 10.00", "currency": "NGN", "threshold": "NGN 1,000.00", "ip": "127.0.0.1",
+            "user_agent": "curl", "at": "now", "expires_at": "tomorrow",
+        });
+        for template in [
+            "email_verification",
+            "login_code",
+            "password_reset",
+            "new_device",
+            "transfer_sent",
+            "transfer_received",
+            "transfer_awaiting_acceptance",
+            "deposit_credited",
+            "payout_result",
+            "bill_receipt",
+            "low_balance",
+        ] {
+            let rendered = render(template, &context).expect(template);
+            assert!(!rendered.subject.is_empty(), "{template}");
+            assert!(
+                rendered.text.contains("Ada <script>"),
+                "{template}: plain text is not escaped"
+            );
+            assert!(
+                rendered.html.contains("Ada &lt;script&gt;"),
+                "{template}: HTML is escaped"
+            );
+            assert!(!rendered.subject.contains('\n'));
+        }
+        let receipt = render("bill_receipt", &context).expect("receipt");
+        assert!(receipt.text.contains("Token: 1234-5678"));
+    }
+}

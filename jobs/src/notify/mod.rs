@@ -1,0 +1,533 @@
+//! Notifications (ARCHITECTURE §6): the events that tell people what happened, on the channels they chose.
+//!
+//! `notify_tx` runs in the transaction of the event that causes the notification, so a notification exists if and
+//! only if its event committed: it writes the in-app inbox row and enqueues the e-mail (`email.send`) and push
+//! (`push.send`, one job per device) jobs. Channels follow the user's preferences, except that security mail
+//! (verification and sign-in codes, password resets, new-device sign-ins) is always sent. After the commit,
+//! `announce_*` tells the real-time stream (`paycore_notification`) and wakes the e-mail workers.
+
+pub mod email;
+pub mod push;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
+    money::Currency,
+};
+
+/// The Postgres channel that carries new notifications (`{"notification_id", "user_id", "kind"}`).
+pub const NOTIFICATION_CHANNEL: &str = "paycore_notification";
+
+/// "NGN 5,000.00": amounts in e-mail subjects and push texts stay ASCII.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let exponent = currency
+        .parse::<Currency>()
+        .map(|c| c.exponent())
+        .unwrap_or(2);
+    let scale = 10_u64.pow(exponent);
+    let abs = minor.unsigned_abs();
+    let whole = (abs / scale).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if minor < 0 { "-" } else { "" };
+    if exponent == 0 {
+        format!("{currency} {sign}{grouped}")
+    } else {
+        format!(
+            "{currency} {sign}{grouped}.{:0width$}",
+            abs % scale,
+            width = exponent as usize
+        )
+    }
+}
+
+/// Something that happened that a user should hear about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    EmailVerification {
+        code: String,
+        minutes: i64,
+    },
+    LoginCode {
+        code: String,
+        minutes: i64,
+    },
+    PasswordReset {
+        code: String,
+        minutes: i64,
+    },
+    NewDevice {
+        ip: String,
+        user_agent: String,
+        at: DateTime<Utc>,
+    },
+    TransferSent {
+        amount: i64,
+        fee: i64,
+        currency: String,
+        counterparty: String,
+        reference: Uuid,
+    },
+    TransferReceived {
+        amount: i64,
+        currency: String,
+        counterparty: String,
+        reference: Uuid,
+    },
+    TransferAwaitingAcceptance {
+        amount: i64,
+        currency: String,
+        counterparty: String,
+        expires_at: Option<DateTime<Utc>>,
+        reference: Uuid,
+    },
+    DepositCredited {
+        amount: i64,
+        fee: i64,
+        currency: String,
+        reference: Uuid,
+    },
+    PayoutResult {
+        /// completed, failed or reversed.
+        status: &'static str,
+        amount: i64,
+        fee: i64,
+        account_name: String,
+        bank_name: String,
+        reason: Option<String>,
+        reference: Uuid,
+    },
+    BillReceipt {
+        /// completed or failed.
+        status: &'static str,
+        biller: String,
+        customer_id: String,
+        amount: i64,
+        fee: i64,
+        token: Option<String>,
+        units: Option<String>,
+        reason: Option<String>,
+        reference: Uuid,
+    },
+    LowBalance {
+        available: i64,
+        currency: String,
+        threshold: i64,
+    },
+}
+
+impl Event {
+    /// The stable name of the event, its template, and the inbox row's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::EmailVerification { .. } => "email_verification",
+            Event::LoginCode { .. } => "login_code",
+            Event::PasswordReset { .. } => "password_reset",
+            Event::NewDevice { .. } => "new_device",
+            Event::TransferSent { .. } => "transfer_sent",
+            Event::TransferReceived { .. } => "transfer_received",
+            Event::TransferAwaitingAcceptance { .. } => "transfer_awaiting_acceptance",
+            Event::DepositCredited { .. } => "deposit_credited",
+            Event::PayoutResult { .. } => "payout_result",
+            Event::BillReceipt { .. } => "bill_receipt",
+            Event::LowBalance { .. } => "low_balance",
+        }
+    }
+
+    /// Security mail is sent whatever the preferences say.
+    pub fn is_security(&self) -> bool {
+        matches!(
+            self,
+            Event::EmailVerification { .. }
+                | Event::LoginCode { .. }
+                | Event::PasswordReset { .. }
+                | Event::NewDevice { .. }
+        )
+    }
+
+    /// Codes go by e-mail only (never into an inbox or a lock screen).
+    fn email_only(&self) -> bool {
+        matches!(
+            self,
+            Event::EmailVerification { .. } | Event::LoginCode { .. } | Event::PasswordReset { .. }
+        )
+    }
+
+    /// The template context (the recipient's `name` is added when sending).
+    pub fn context(&self) -> serde_json::Value {
+        let money = format_money;
+        match self {
+            Event::EmailVerification { code, minutes }
+            | Event::LoginCode { code, minutes }
+            | Event::PasswordReset { code, minutes } => json!({"code": code, "minutes": minutes}),
+            Event::NewDevice { ip, user_agent, at } => {
+                json!({"ip": ip, "user_agent": user_agent, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
+            }
+            Event::TransferSent {
+                amount,
+                fee,
+                currency,
+                counterparty,
+                reference,
+            } => json!({"amount": money(*amount, currency), "fee": money(*fee, currency),
+                         "counterparty": counterparty, "reference": reference}),
+            Event::TransferReceived {
+                amount,
+                currency,
+                counterparty,
+                reference,
+            } => json!({"amount": money(*amount, currency), "counterparty": counterparty,
+                         "reference": reference}),
+            Event::TransferAwaitingAcceptance {
+                amount,
+                currency,
+                counterparty,
+                expires_at,
+                reference,
+            } => json!({"amount": money(*amount, currency), "counterparty": counterparty,
+                         "expires_at": expires_at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                         "reference": reference}),
+            Event::DepositCredited {
+                amount,
+                fee,
+                currency,
+                reference,
+            } => json!({"amount": money(*amount, currency), "fee": money(*fee, currency),
+                         "credited": money(amount - fee, currency), "reference": reference}),
+            Event::PayoutResult {
+                status,
+                amount,
+                fee,
+                account_name,
+                bank_name,
+                reason,
+                reference,
+            } => {
+                json!({"status": status, "amount": money(*amount, "NGN"), "fee": money(*fee, "NGN"),
+                         "account_name": account_name, "bank_name": bank_name, "reason": reason,
+                         "reference": reference})
+            }
+            Event::BillReceipt {
+                status,
+                biller,
+                customer_id,
+                amount,
+                fee,
+                token,
+                units,
+                reason,
+                reference,
+            } => json!({"status": status, "biller": biller, "customer_id": customer_id,
+                         "amount": money(*amount, "NGN"), "fee": money(*fee, "NGN"), "token": token,
+                         "units": units, "reason": reason, "reference": reference}),
+            Event::LowBalance {
+                available,
+                currency,
+                threshold,
+            } => json!({"available": money(*available, currency), "currency": currency,
+                         "threshold": money(*threshold, currency)}),
+        }
+    }
+
+    /// The inbox and push title and body.
+    fn title_and_body(&self) -> (String, String) {
+        let c = self.context();
+        let s = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+        match self {
+            Event::EmailVerification { .. }
+            | Event::LoginCode { .. }
+            | Event::PasswordReset { .. } => (String::new(), String::new()),
+            Event::NewDevice { .. } => (
+                "New sign-in".into(),
+                format!(
+                    "Your account was signed in to from {} ({}).",
+                    s("user_agent"),
+                    s("ip")
+                ),
+            ),
+            Event::TransferSent { .. } => (
+                "Transfer sent".into(),
+                format!("You sent {} to {}.", s("amount"), s("counterparty")),
+            ),
+            Event::TransferReceived { .. } => (
+                "Money received".into(),
+                format!("You received {} from {}.", s("amount"), s("counterparty")),
+            ),
+            Event::TransferAwaitingAcceptance { .. } => (
+                "Transfer awaiting you".into(),
+                format!(
+                    "{} sent you {}. Accept or reject it.",
+                    s("counterparty"),
+                    s("amount")
+                ),
+            ),
+            Event::DepositCredited { .. } => (
+                "Deposit received".into(),
+                format!("{} was credited to your wallet.", s("credited")),
+            ),
+            Event::PayoutResult { status, .. } => match *status {
+                "completed" => (
+                    "Payout sent".into(),
+                    format!("{} was sent to {}.", s("amount"), s("account_name")),
+                ),
+                "reversed" => (
+                    "Payout returned".into(),
+                    format!("Your payout of {} was returned and refunded.", s("amount")),
+                ),
+                _ => (
+                    "Payout failed".into(),
+                    format!("Your payout of {} failed: {}", s("amount"), s("reason")),
+                ),
+            },
+            Event::BillReceipt { status, token, .. } => match (*status, token) {
+                ("completed", Some(token)) => (
+                    format!("{} receipt", s("biller")),
+                    format!("{} paid. Token: {token}", s("amount")),
+                ),
+                ("completed", None) => (
+                    format!("{} receipt", s("biller")),
+                    format!("{} paid for {}.", s("amount"), s("customer_id")),
+                ),
+                _ => (
+                    format!("{} payment failed", s("biller")),
+                    format!(
+                        "{} for {} failed: {}",
+                        s("amount"),
+                        s("customer_id"),
+                        s("reason")
+                    ),
+                ),
+            },
+            Event::LowBalance { .. } => (
+                "Low balance".into(),
+                format!("Your {} wallet has {} left.", s("currency"), s("available")),
+            ),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Recipient {
+    email: String,
+    full_name: String,
+    notify_email: bool,
+    notify_push: bool,
+    notify_in_app: bool,
+}
+
+/// Records and enqueues the notifications of `event` for `user_id`, in the event's own transaction. Returns the
+/// inbox row's id when one was written.
+pub async fn notify_tx(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    event: &Event,
+    operation_id: Option<Uuid>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let Some(recipient): Option<Recipient> = sqlx::query_as(
+        "select email, full_name, notify_email, notify_push, notify_in_app from app_user where user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let mut context = event.context();
+    context["name"] = json!(recipient.full_name);
+    if event.is_security() || recipient.notify_email {
+        let job = NewJob::new(&email::SendEmail {
+            to: recipient.email.clone(),
+            template: event.kind().to_owned(),
+            context,
+        })
+        .map_err(crate::deposit::enqueue_to_sqlx)?;
+        enqueue_tx(tx, job)
+            .await
+            .map_err(crate::deposit::enqueue_to_sqlx)?;
+    }
+    if event.email_only() {
+        return Ok(None);
+    }
+    let (title, body) = event.title_and_body();
+    let data = json!({"kind": event.kind(), "operation_id": operation_id});
+    let mut notification_id = None;
+    if recipient.notify_in_app {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "insert into notification (notification_id, user_id, kind, title, body, data, operation_id)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(event.kind())
+        .bind(&title)
+        .bind(&body)
+        .bind(&data)
+        .bind(operation_id)
+        .execute(&mut *tx)
+        .await?;
+        notification_id = Some(id);
+    }
+    if recipient.notify_push {
+        let devices: Vec<Uuid> =
+            sqlx::query_scalar("select device_id from push_device where user_id = $1")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for device_id in devices {
+            let job = NewJob::new(&push::SendPush {
+                device_id,
+                title: title.clone(),
+                body: body.clone(),
+                data: data.clone(),
+            })
+            .map_err(crate::deposit::enqueue_to_sqlx)?;
+            enqueue_tx(tx, job)
+                .await
+                .map_err(crate::deposit::enqueue_to_sqlx)?;
+        }
+    }
+    Ok(notification_id)
+}
+
+/// Warns the wallet's owner when a debit of `debited` took its available balance below the threshold (once per
+/// crossing), in the debit's transaction.
+pub async fn low_balance_tx(
+    tx: &mut PgConnection,
+    wallet_id: Uuid,
+    debited: i64,
+    threshold: i64,
+) -> Result<(), sqlx::Error> {
+    let row: Option<(Uuid, String, i64)> = sqlx::query_as(
+        "select w.user_id, w.currency, a.credits_posted - a.debits_posted - a.debits_pending
+         from wallet w join ledger_account a on a.account_id = w.account_id where w.wallet_id = $1",
+    )
+    .bind(wallet_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user_id, currency, available)) = row else {
+        return Ok(());
+    };
+    if available < threshold && available.saturating_add(debited) >= threshold {
+        notify_tx(
+            tx,
+            user_id,
+            &Event::LowBalance {
+                available,
+                currency,
+                threshold,
+            },
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// After a commit: tells the real-time stream about the new notifications of these operations, and wakes the
+/// e-mail workers. Failures are logged: the inbox still has the rows, and workers poll.
+pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
+    let result = sqlx::query(
+        "with announced as (
+             update notification set announced_at = now()
+             where operation_id = any($1) and announced_at is null
+             returning notification_id, user_id, kind)
+         select pg_notify($2, json_build_object('notification_id', notification_id, 'user_id', user_id,
+                                                'kind', kind)::text)
+         from announced",
+    )
+    .bind(operation_ids)
+    .bind(NOTIFICATION_CHANNEL)
+    .execute(pool)
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not announce notifications");
+    }
+    crate::engine::wake(pool, &[Queue::Emails]).await;
+}
+
+/// After a commit: announces a user's notifications that no operation carries (sign-ins, low balance).
+pub async fn announce_for_user(pool: &PgPool, user_id: Uuid) {
+    let result = sqlx::query(
+        "with announced as (
+             update notification set announced_at = now()
+             where user_id = $1 and announced_at is null
+             returning notification_id, user_id, kind)
+         select pg_notify($2, json_build_object('notification_id', notification_id, 'user_id', user_id,
+                                                'kind', kind)::text)
+         from announced",
+    )
+    .bind(user_id)
+    .bind(NOTIFICATION_CHANNEL)
+    .execute(pool)
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not announce notifications");
+    }
+    crate::engine::wake(pool, &[Queue::Emails]).await;
+}
+
+/// Deletes old inbox rows, used or expired codes and old development mail (daily; the retention comes from the
+/// configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneNotifications {}
+
+impl Job for PruneNotifications {
+    const KIND: &'static str = "notifications.prune";
+    const QUEUE: Queue = Queue::Maintenance;
+}
+
+pub async fn prune(pool: &PgPool, retention_days: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query(
+        "delete from notification where created_at < now() - make_interval(days => $1::int)",
+    )
+    .bind(retention_days)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("delete from otp_code where expires_at < now() - interval '1 day'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "delete from dev_mailbox where created_at < now() - make_interval(days => $1::int)",
+    )
+    .bind(retention_days)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+pub async fn prune_job(
+    ctx: JobContext,
+    _: PruneNotifications,
+    config: std::sync::Arc<crate::config::Config>,
+) -> Result<(), JobError> {
+    let deleted = prune(&ctx.pool, config.notifications.retention_days.max(1)).await?;
+    tracing::info!(deleted, "pruned old notifications");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_formatted_in_ascii_with_grouping() {
+        assert_eq!(format_money(500_000, "NGN"), "NGN 5,000.00");
+        assert_eq!(format_money(123_456_789, "NGN"), "NGN 1,234,567.89");
+        assert_eq!(format_money(5, "USD"), "USD 0.05");
+        assert_eq!(format_money(-10_050, "NGN"), "NGN -100.50");
+    }
+}
