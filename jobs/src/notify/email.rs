@@ -101,7 +101,7 @@ pub fn render(template: &str, context: &serde_json::Value) -> Result<Rendered, m
 #[derive(Clone)]
 pub enum Mailer {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
         from: Mailbox,
     },
     DevMailbox,
@@ -139,7 +139,7 @@ impl Mailer {
                 builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         Mailer::Smtp {
-            transport: builder.build(),
+            transport: Box::new(builder.build()),
             from,
         }
     }
