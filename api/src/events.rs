@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use paycore_jobs::operation::{self, Operation, OperationStatus, OPERATION_CHANNEL};
+use paycore_jobs::{
+    notify::NOTIFICATION_CHANNEL,
+    operation::{self, Operation, OperationStatus, OPERATION_CHANNEL},
+};
 use serde::Deserialize;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::broadcast;
@@ -26,17 +29,30 @@ pub struct OperationEvent {
     pub status: String,
 }
 
+/// A new in-app notification (from `paycore_notification`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationEvent {
+    pub notification_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: String,
+}
+
 #[derive(Clone)]
 pub struct Events {
     sender: broadcast::Sender<OperationEvent>,
+    notifications: broadcast::Sender<NotificationEvent>,
 }
 
 impl Events {
     /// Starts the listener task.
     pub fn start(pool: PgPool) -> Self {
         let (sender, _) = broadcast::channel(EVENT_BUFFER);
-        let events = Self { sender };
-        let forward = events.sender.clone();
+        let (notifications, _) = broadcast::channel(EVENT_BUFFER);
+        let events = Self {
+            sender,
+            notifications,
+        };
+        let forward = events.clone();
         tokio::spawn(async move {
             loop {
                 if let Err(error) = listen(&pool, &forward).await {
@@ -51,19 +67,26 @@ impl Events {
     pub fn subscribe(&self) -> broadcast::Receiver<OperationEvent> {
         self.sender.subscribe()
     }
+
+    pub fn subscribe_notifications(&self) -> broadcast::Receiver<NotificationEvent> {
+        self.notifications.subscribe()
+    }
 }
 
-async fn listen(
-    pool: &PgPool,
-    forward: &broadcast::Sender<OperationEvent>,
-) -> Result<(), sqlx::Error> {
+async fn listen(pool: &PgPool, forward: &Events) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(OPERATION_CHANNEL).await?;
+    listener
+        .listen_all([OPERATION_CHANNEL, NOTIFICATION_CHANNEL])
+        .await?;
     loop {
         let notification = listener.recv().await?;
-        if let Ok(event) = serde_json::from_str::<OperationEvent>(notification.payload()) {
-            // No receivers is fine: nobody is waiting.
-            let _ = forward.send(event);
+        // No receivers is fine: nobody is waiting.
+        if notification.channel() == NOTIFICATION_CHANNEL {
+            if let Ok(event) = serde_json::from_str::<NotificationEvent>(notification.payload()) {
+                let _ = forward.notifications.send(event);
+            }
+        } else if let Ok(event) = serde_json::from_str::<OperationEvent>(notification.payload()) {
+            let _ = forward.sender.send(event);
         }
     }
 }

@@ -74,6 +74,7 @@ type Apis = (
     routes::payouts::PayoutsApi,
     routes::bills::BillsApi,
     routes::admin_payments::AdminPaymentsApi,
+    routes::notifications::NotificationsApi,
 );
 
 /// The OpenAPI service: every documented endpoint.
@@ -110,6 +111,9 @@ pub fn api_service(state: &AppState) -> OpenApiService<Apis, ()> {
             state: state.clone(),
         },
         routes::admin_payments::AdminPaymentsApi {
+            state: state.clone(),
+        },
+        routes::notifications::NotificationsApi {
             state: state.clone(),
         },
     );

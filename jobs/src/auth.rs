@@ -400,6 +400,20 @@ pub async fn login(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<(Uuid, TokenPair), AuthError> {
+    let (user_id, role) = verify_credentials(pool, email, password, ip).await?;
+    let mut tx = pool.begin().await?;
+    let pair = open_session_tx(&mut tx, keys, user_id, role, ip, user_agent).await?;
+    tx.commit().await?;
+    Ok((user_id, pair))
+}
+
+/// Checks an email and password, throttling repeated failures per account and per IP; the user and role.
+pub async fn verify_credentials(
+    pool: &PgPool,
+    email: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> Result<(Uuid, Role), AuthError> {
     let email_key = email.trim().to_lowercase();
     let since = Utc::now() - LOGIN_FAILURE_WINDOW;
     let failures: (i64, i64) = sqlx::query_as(
@@ -437,15 +451,11 @@ pub async fn login(
         .await?;
         return Err(AuthError::InvalidCredentials);
     }
-    let mut tx = pool.begin().await?;
     sqlx::query("delete from login_failure where scope = 'account' and subject = $1")
         .bind(&email_key)
-        .execute(&mut *tx)
+        .execute(pool)
         .await?;
-    let role = Role::parse(&role).unwrap_or(Role::User);
-    let pair = open_session_tx(&mut tx, keys, user_id, role, ip, user_agent).await?;
-    tx.commit().await?;
-    Ok((user_id, pair))
+    Ok((user_id, Role::parse(&role).unwrap_or(Role::User)))
 }
 
 /// A real argon2id hash of a random string, verified against when the email is unknown so that the time taken

@@ -1,6 +1,7 @@
 //! PayCore's core library: configuration, storage, the job engine, operations the money domain, the provider
 //! adapters and the flows through them. Nothing here knows about HTTP; the `api`, `worker` and `scheduler` binaries wire it.
 
+pub mod account;
 pub mod admin_audit;
 pub mod audit;
 pub mod auth;

@@ -8,7 +8,6 @@ use uuid::Uuid;
 
 use crate::{
     auth::{self, Email, Role, TokenKeys, TokenPair},
-    config::MoneyConfig,
     ledger::{self, AccountId, Flow, NewTransfer, SystemAccount},
     money::{Amount, Currency},
     nuban,
@@ -198,10 +197,12 @@ pub struct UserView {
     pub full_name: String,
     pub role: String,
     pub created_at: DateTime<Utc>,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub two_step_login: bool,
 }
 
 pub async fn user(pool: &PgPool, user_id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
-    sqlx::query_as("select user_id, email, phone, full_name, role, created_at from app_user where user_id = $1")
+    sqlx::query_as("select user_id, email, phone, full_name, role, created_at, email_verified_at, two_step_login from app_user where user_id = $1")
         .bind(user_id)
         .fetch_optional(pool)
         .await
@@ -243,7 +244,7 @@ pub struct Registered {
 /// all in one transaction.
 pub async fn register(
     pool: &PgPool,
-    money: &MoneyConfig,
+    config: &crate::config::Config,
     keys: &TokenKeys,
     new_user: NewUser,
     ip: Option<&str>,
@@ -258,7 +259,7 @@ pub async fn register(
     let mut tx = pool.begin().await?;
     let inserted: Result<UserView, sqlx::Error> = sqlx::query_as(
         "insert into app_user (user_id, email, phone, full_name, password_hash, role) values ($1, $2, $3, $4, $5, $6)
-         returning user_id, email, phone, full_name, role, created_at",
+         returning user_id, email, phone, full_name, role, created_at, email_verified_at, two_step_login",
     )
     .bind(user_id)
     .bind(new_user.email.as_str())
@@ -278,6 +279,7 @@ pub async fn register(
         }
         Err(error) => return Err(error.into()),
     };
+    let money = &config.money;
     let wallet = create_tx(&mut tx, user_id, Currency::Ngn, &money.bank_code).await?;
     if let Ok(bonus) = Amount::new(money.initial_bonus_minor) {
         let subsidy =
@@ -297,7 +299,28 @@ pub async fn register(
     }
     let tokens =
         auth::open_session_tx(&mut tx, keys, user_id, new_user.role, ip, user_agent).await?;
+    // The e-mail verification code goes out with the registration (a fresh user cannot be throttled).
+    if let Ok((_, code)) = crate::otp::issue_tx(
+        &mut tx,
+        config,
+        user_id,
+        crate::otp::Purpose::EmailVerification,
+    )
+    .await?
+    {
+        crate::notify::notify_tx(
+            &mut tx,
+            user_id,
+            &crate::notify::Event::EmailVerification {
+                code,
+                minutes: crate::otp::ttl_minutes(config),
+            },
+            None,
+        )
+        .await?;
+    }
     tx.commit().await?;
+    crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
     Ok(Registered {
         user,
         wallet,

@@ -1,7 +1,9 @@
 //! `/api/v1/auth/*` and `/api/v1/users/me`: registration, sign-in, token refresh, sign-out, password change.
 
 use paycore_jobs::{
+    account::{self, AccountError, LoginOutcome},
     auth::{self, AuthError, Email, Role, TokenPair, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN},
+    otp::Check,
     wallet::{self, NewUser, RegisterError},
 };
 use poem::Request;
@@ -30,6 +32,120 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TwoStepVerifyRequest {
+    pub challenge_id: String,
+    /// The 6-digit code from the e-mail.
+    pub code: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TwoStepChallengeBody {
+    pub two_step_required: bool,
+    /// Send it back with the e-mailed code to `POST /auth/login/verify`.
+    pub challenge_id: String,
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    Tokens(Json<TokensBody>),
+    /// The password was right and a code was e-mailed: finish at `POST /auth/login/verify`.
+    #[oai(status = 202)]
+    TwoStep(Json<TwoStepChallengeBody>),
+}
+
+#[derive(Debug, Object)]
+pub struct CodeRequest {
+    /// The 6-digit code from the e-mail.
+    pub code: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ResetPasswordRequest {
+    pub email: String,
+    pub code: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TwoStepSettingRequest {
+    pub enabled: bool,
+    /// The current password, to confirm.
+    pub password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum Accepted {
+    /// Accepted: if the address belongs to an account, a code was e-mailed to it.
+    #[oai(status = 202)]
+    Accepted,
+}
+
+fn code_shape_ok(code: &str) -> bool {
+    let code = code.trim();
+    code.len() == 6 && code.chars().all(|c| c.is_ascii_digit())
+}
+
+fn invalid_code_format() -> ApiError {
+    ApiError::invalid("invalid_code_format", "A code is 6 digits.", Some("code"))
+}
+
+fn account_error(error: AccountError) -> ApiError {
+    match error {
+        AccountError::Auth(error) => auth_error(error),
+        AccountError::Database(error) => error.into(),
+        AccountError::Code(check) => match check {
+            Check::Invalid { attempts_left } => ApiError::rejected(
+                "invalid_code",
+                format!("The code is wrong; {attempts_left} tries left."),
+                Some("code"),
+            ),
+            Check::Expired => ApiError::rejected(
+                "code_expired",
+                "The code has expired; ask for a new one.",
+                Some("code"),
+            ),
+            Check::Used => ApiError::rejected(
+                "code_used",
+                "The code was already used; ask for a new one.",
+                Some("code"),
+            ),
+            Check::Locked => {
+                ApiError::rate_limited("code_locked", "Too many wrong codes; ask for a new one.")
+            }
+            Check::NotFound | Check::Valid => {
+                ApiError::rejected("invalid_code", "The code is wrong.", Some("code"))
+            }
+        },
+        AccountError::TooSoon {
+            retry_after_seconds,
+        } => ApiError::rate_limited(
+            "code_recently_sent",
+            format!("A code was sent recently; ask again in {retry_after_seconds} seconds."),
+        ),
+        AccountError::AlreadyVerified => ApiError::conflict(
+            "email_already_verified",
+            "The e-mail address is already verified.",
+        ),
+        AccountError::EmailNotVerified => ApiError::conflict(
+            "email_not_verified",
+            "Verify your e-mail address before turning on two-step sign-in.",
+        ),
+        AccountError::WrongPassword => ApiError::rejected(
+            "invalid_current_password",
+            "The password is wrong.",
+            Some("password"),
+        ),
+    }
 }
 
 #[derive(Debug, Object)]
@@ -71,6 +187,10 @@ pub struct UserBody {
     pub full_name: String,
     pub role: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Whether the e-mail address was confirmed with the code sent to it.
+    pub email_verified: bool,
+    /// Whether sign-in asks for an e-mailed code after the password.
+    pub two_step_login: bool,
 }
 
 impl From<wallet::UserView> for UserBody {
@@ -82,6 +202,8 @@ impl From<wallet::UserView> for UserBody {
             full_name: user.full_name,
             role: user.role,
             created_at: user.created_at,
+            email_verified: user.email_verified_at.is_some(),
+            two_step_login: user.two_step_login,
         }
     }
 }
@@ -210,7 +332,7 @@ impl AuthApi {
         };
         let registered = wallet::register(
             &state.pool,
-            &state.config.money,
+            &state.config,
             &state.keys,
             new_user,
             client_ip(request).as_deref(),
@@ -234,18 +356,16 @@ impl AuthApi {
         })))
     }
 
-    /// Sign in with email and password.
+    /// Sign in with email and password. Accounts with two-step sign-in get `202` and an e-mailed code instead
+    /// of tokens. A sign-in from a new device is reported to the account's owner.
     #[oai(path = "/auth/login", method = "post")]
-    async fn login(
-        &self,
-        request: &Request,
-        body: Json<LoginRequest>,
-    ) -> ApiResult<Json<TokensBody>> {
+    async fn login(&self, request: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
         if body.password.chars().count() > PASSWORD_CHARS_MAX {
             return Err(auth_error(AuthError::InvalidCredentials));
         }
-        let (_, pair) = auth::login(
+        let outcome = account::login(
             &self.state.pool,
+            &self.state.config,
             &self.state.keys,
             &body.email,
             &body.password,
@@ -253,8 +373,128 @@ impl AuthApi {
             user_agent(request).as_deref(),
         )
         .await
-        .map_err(auth_error)?;
+        .map_err(account_error)?;
+        Ok(match outcome {
+            LoginOutcome::Tokens(pair) => LoginResponse::Tokens(Json(pair.into())),
+            LoginOutcome::TwoStep { challenge_id } => {
+                LoginResponse::TwoStep(Json(TwoStepChallengeBody {
+                    two_step_required: true,
+                    challenge_id: challenge_id.to_string(),
+                }))
+            }
+        })
+    }
+
+    /// The second step of a two-step sign-in: the challenge and the e-mailed code.
+    #[oai(path = "/auth/login/verify", method = "post")]
+    async fn login_verify(
+        &self,
+        request: &Request,
+        body: Json<TwoStepVerifyRequest>,
+    ) -> ApiResult<Json<TokensBody>> {
+        let challenge_id = super::parse_id(&body.challenge_id, "challenge_id")?;
+        if !code_shape_ok(&body.code) {
+            return Err(invalid_code_format());
+        }
+        let pair = account::finish_two_step(
+            &self.state.pool,
+            &self.state.config,
+            &self.state.keys,
+            challenge_id,
+            &body.code,
+            client_ip(request).as_deref(),
+            user_agent(request).as_deref(),
+        )
+        .await
+        .map_err(account_error)?;
         Ok(Json(pair.into()))
+    }
+
+    /// Confirm the e-mail address with the code e-mailed at registration.
+    #[oai(path = "/auth/email/verify", method = "post")]
+    async fn verify_email(
+        &self,
+        caller: BearerAuth,
+        body: Json<CodeRequest>,
+    ) -> ApiResult<NoContent> {
+        if !code_shape_ok(&body.code) {
+            return Err(invalid_code_format());
+        }
+        account::verify_email(
+            &self.state.pool,
+            &self.state.config,
+            caller.0.user_id,
+            &body.code,
+        )
+        .await
+        .map_err(account_error)?;
+        Ok(NoContent::Done)
+    }
+
+    /// Send a new e-mail verification code (at most one a minute, five an hour).
+    #[oai(path = "/auth/email/resend", method = "post")]
+    async fn resend_verification(&self, caller: BearerAuth) -> ApiResult<Accepted> {
+        account::resend_verification(&self.state.pool, &self.state.config, caller.0.user_id)
+            .await
+            .map_err(account_error)?;
+        Ok(Accepted::Accepted)
+    }
+
+    /// Start a password reset: a code is e-mailed if the address belongs to an account (the answer is the same
+    /// either way).
+    #[oai(path = "/auth/password/forgot", method = "post")]
+    async fn forgot_password(&self, body: Json<ForgotPasswordRequest>) -> ApiResult<Accepted> {
+        if body.email.len() > 254 {
+            return Err(ApiError::invalid(
+                "invalid_email",
+                "The email address is not valid.",
+                Some("email"),
+            ));
+        }
+        account::forgot_password(&self.state.pool, &self.state.config, &body.email)
+            .await
+            .map_err(account_error)?;
+        Ok(Accepted::Accepted)
+    }
+
+    /// Finish a password reset with the e-mailed code; every session is signed out.
+    #[oai(path = "/auth/password/reset", method = "post")]
+    async fn reset_password(&self, body: Json<ResetPasswordRequest>) -> ApiResult<NoContent> {
+        check_password(&body.new_password, "new_password")?;
+        if !code_shape_ok(&body.code) {
+            return Err(invalid_code_format());
+        }
+        account::reset_password(
+            &self.state.pool,
+            &self.state.config,
+            &body.email,
+            &body.code,
+            &body.new_password,
+        )
+        .await
+        .map_err(account_error)?;
+        Ok(NoContent::Done)
+    }
+
+    /// Turn two-step sign-in (password, then an e-mailed code) on or off.
+    #[oai(path = "/auth/two-step", method = "put")]
+    async fn set_two_step(
+        &self,
+        caller: BearerAuth,
+        body: Json<TwoStepSettingRequest>,
+    ) -> ApiResult<NoContent> {
+        if body.password.chars().count() > PASSWORD_CHARS_MAX {
+            return Err(account_error(AccountError::WrongPassword));
+        }
+        account::set_two_step(
+            &self.state.pool,
+            caller.0.user_id,
+            &body.password,
+            body.enabled,
+        )
+        .await
+        .map_err(account_error)?;
+        Ok(NoContent::Done)
     }
 
     /// Exchange a refresh token for a new pair. Each refresh token works once; reusing one revokes its session.

@@ -11,6 +11,7 @@ pub mod admin_payments;
 pub mod auth;
 pub mod bills;
 pub mod deposits;
+pub mod notifications;
 pub mod payouts;
 pub mod transactions;
 pub mod transfers;
@@ -33,6 +34,8 @@ pub enum ApiTag {
     Payouts,
     /// Airtime, data, electricity and cable TV.
     Bills,
+    /// The in-app inbox, notification preferences, push devices and the real-time event stream.
+    Notifications,
     /// Administration.
     Admin,
 }
