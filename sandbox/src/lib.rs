@@ -7,6 +7,9 @@
 //! `0000000000`…`0000000008`, bill customer ids ending in `9999`, `0002`, `0003`, `0005`, `0006`, and deposit
 //! amounts whose minor part is `01` (declined). State lives in memory.
 
+pub mod fcm;
+pub mod smtp;
+
 use std::{
     collections::HashMap,
     sync::{
