@@ -419,3 +419,36 @@ async fn the_admin_api_is_closed_to_users_and_visitors_and_audits_every_action()
         .await;
     assert!(removed.is_err(), "the audit log is append-only");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_development_mailbox() {
+    let app = spawn_app().await;
+    let email = admin(&app, Role::AdminReadonly).await;
+    let user = app.register_user("mailbox").await;
+    let (client, cookie) = dashboard_session(&app, &email).await;
+    let page = paycore_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the verification mail on the mailbox page",
+        || async {
+            let html = client
+                .get(app.url("/admin/mailbox"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html");
+            html.contains(&user.email).then_some(html)
+        },
+    )
+    .await;
+    assert!(page.contains("Verify your e-mail address"));
+    // Not for visitors.
+    let visitor = client
+        .get(app.url("/admin/mailbox"))
+        .send()
+        .await
+        .expect("page");
+    assert_ne!(visitor.status(), StatusCode::OK);
+}

@@ -49,6 +49,7 @@ pub fn routes() -> Route {
         .at("/schedules", get(schedules_page))
         .at("/schedules/:name/run", post(schedule_run))
         .at("/workers", get(workers_page))
+        .at("/mailbox", get(mailbox_page))
         .at("/operations", get(operations_page))
         .at("/audit", get(audit_page))
 }
@@ -586,6 +587,13 @@ async fn workers_page(state: Data<&AppState>, request: &Request) -> Response {
     let admin = admin_or_return!(require_admin(&state, request).await);
     let workers = control::list_workers(&state.pool, admin_jobs::WORKER_LIVE_WINDOW_S).await;
     list_page(&admin, "workers", workers)
+}
+
+#[handler]
+async fn mailbox_page(state: Data<&AppState>, request: &Request) -> Response {
+    let admin = admin_or_return!(require_admin(&state, request).await);
+    let mail = paycore_jobs::notify::email::dev_mailbox(&state.pool, None, 100).await;
+    list_page(&admin, "mailbox", mail)
 }
 
 #[handler]

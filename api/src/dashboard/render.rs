@@ -47,6 +47,10 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
             include_str!("../../../templates/admin/workers.html"),
         ),
         (
+            "mailbox.html",
+            include_str!("../../../templates/admin/mailbox.html"),
+        ),
+        (
             "operation.html",
             include_str!("../../../templates/admin/operation.html"),
         ),
