@@ -50,6 +50,34 @@ impl From<IssueRefusal> for AccountError {
     }
 }
 
+/// Issues a code of `purpose` and e-mails it (the event built by `event`), in the caller's transaction.
+async fn send_code_tx(
+    tx: &mut PgConnection,
+    config: &Config,
+    user_id: Uuid,
+    purpose: Purpose,
+    event: fn(String, i64) -> Event,
+) -> Result<Result<Uuid, IssueRefusal>, sqlx::Error> {
+    let (otp_id, code) = match otp::issue_tx(tx, config, user_id, purpose).await? {
+        Ok(issued) => issued,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    notify::notify_tx(tx, user_id, &event(code, otp::ttl_minutes(config)), None).await?;
+    Ok(Ok(otp_id))
+}
+
+fn verification(code: String, minutes: i64) -> Event {
+    Event::EmailVerification { code, minutes }
+}
+
+fn login_code(code: String, minutes: i64) -> Event {
+    Event::LoginCode { code, minutes }
+}
+
+fn password_reset(code: String, minutes: i64) -> Event {
+    Event::PasswordReset { code, minutes }
+}
+
 /// Opens a session and, when it comes from a device this user has not signed in from before, warns them.
 async fn open_session_and_warn_tx(
     tx: &mut PgConnection,
@@ -102,18 +130,8 @@ pub async fn login(
             .await?;
     let mut tx = pool.begin().await?;
     let outcome = if two_step {
-        let (challenge_id, code) =
-            otp::issue_tx(&mut tx, config, user_id, Purpose::Login).await??;
-        notify::notify_tx(
-            &mut tx,
-            user_id,
-            &Event::LoginCode {
-                code,
-                minutes: otp::ttl_minutes(config),
-            },
-            None,
-        )
-        .await?;
+        let challenge_id =
+            send_code_tx(&mut tx, config, user_id, Purpose::Login, login_code).await??;
         LoginOutcome::TwoStep { challenge_id }
     } else {
         LoginOutcome::Tokens(
@@ -221,17 +239,14 @@ pub async fn resend_verification(
     if verified.is_some() {
         return Err(AccountError::AlreadyVerified);
     }
-    let (_, code) = otp::issue_tx(&mut tx, config, user_id, Purpose::EmailVerification).await??;
-    notify::notify_tx(
+    send_code_tx(
         &mut tx,
+        config,
         user_id,
-        &Event::EmailVerification {
-            code,
-            minutes: otp::ttl_minutes(config),
-        },
-        None,
+        Purpose::EmailVerification,
+        verification,
     )
-    .await?;
+    .await??;
     tx.commit().await?;
     crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
     Ok(())
@@ -253,20 +268,18 @@ pub async fn forgot_password(
         return Ok(());
     };
     let mut tx = pool.begin().await?;
-    let Ok((_, code)) = otp::issue_tx(&mut tx, config, user_id, Purpose::PasswordReset).await?
-    else {
-        return Ok(());
-    };
-    notify::notify_tx(
+    if send_code_tx(
         &mut tx,
+        config,
         user_id,
-        &Event::PasswordReset {
-            code,
-            minutes: otp::ttl_minutes(config),
-        },
-        None,
+        Purpose::PasswordReset,
+        password_reset,
     )
-    .await?;
+    .await?
+    .is_err()
+    {
+        return Ok(());
+    }
     tx.commit().await?;
     crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
     Ok(())

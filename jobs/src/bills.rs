@@ -19,8 +19,8 @@ use crate::{
     config::Config,
     deposit::enqueue_to_sqlx,
     engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
-    ledger::{self, LedgerError, SystemAccount},
-    money::{Amount, Currency},
+    ledger::LedgerError,
+    money::Amount,
     operation,
     providers::{ProviderError, ProviderName, Providers, VendInstruction, VendState, VendStatus},
     spend::{self, SpendRejection},
@@ -98,51 +98,22 @@ pub async fn create_tx(
     request: &BillRequest,
 ) -> Result<Result<BillPaymentRow, SpendRejection>, LedgerError> {
     let fee = request.biller.fee.fee(request.amount);
-    let total = request
-        .amount
-        .minor()
-        .checked_add(fee)
-        .ok_or(LedgerError::Overflow)?;
-    let source = match spend::check_tx(
-        tx,
+    let intent = spend::Intent {
         user_id,
-        request.wallet_id,
-        Currency::Ngn,
-        request.pin.as_deref(),
-        total,
-    )
-    .await?
-    {
-        Ok(source) => source,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let operation_id = operation::insert_tx(
-        tx,
-        "bill_payment",
-        Some(user_id),
-        &serde_json::json!({"wallet_id": request.wallet_id, "biller_code": request.biller.code,
-                            "package_code": request.package.map(|p| p.code), "customer_id": request.customer_id,
-                            "amount": request.amount.minor(), "currency": "NGN"}),
-    )
-    .await?;
-    let clearing = ledger::system_account_tx(
-        tx,
-        SystemAccount::Clearing(ProviderName::Flutterwave),
-        Currency::Ngn,
-    )
-    .await?;
-    let holds = match spend::hold_tx(
-        tx,
-        &source,
-        clearing,
-        "bill_payment",
-        request.amount,
+        wallet_id: request.wallet_id,
+        amount: request.amount,
         fee,
-        operation_id,
-    )
-    .await?
-    {
-        Ok(holds) => holds,
+        pin: request.pin.as_deref(),
+        kind: "bill_payment",
+        request: serde_json::json!({"wallet_id": request.wallet_id, "biller_code": request.biller.code,
+                                    "package_code": request.package.map(|p| p.code),
+                                    "customer_id": request.customer_id, "amount": request.amount.minor(),
+                                    "currency": "NGN"}),
+        provider: ProviderName::Flutterwave,
+        code: "bill_payment",
+    };
+    let (operation_id, holds) = match spend::open_tx(tx, &intent).await? {
+        Ok(opened) => opened,
         Err(rejection) => return Ok(Err(rejection)),
     };
     let row: BillPaymentRow = sqlx::query_as(

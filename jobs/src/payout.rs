@@ -119,51 +119,22 @@ pub async fn create_tx(
     request: &PayoutRequest,
 ) -> Result<Result<PayoutRow, SpendRejection>, LedgerError> {
     let fee = config.money.fees.payout_fee(request.amount);
-    let total = request
-        .amount
-        .minor()
-        .checked_add(fee)
-        .ok_or(LedgerError::Overflow)?;
-    let source = match spend::check_tx(
-        tx,
-        user_id,
-        request.wallet_id,
-        Currency::Ngn,
-        request.pin.as_deref(),
-        total,
-    )
-    .await?
-    {
-        Ok(source) => source,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
     let needs_approval = request.amount.minor() > config.providers.payout_approval_threshold_minor;
-    let operation_id = operation::insert_tx(
-        tx,
-        "payout",
-        Some(user_id),
-        &serde_json::json!({"wallet_id": request.wallet_id, "amount": request.amount.minor(), "currency": "NGN",
-                            "bank_code": request.bank_code, "account_number": request.account_number}),
-    )
-    .await?;
-    let clearing = ledger::system_account_tx(
-        tx,
-        SystemAccount::Clearing(ProviderName::Paystack),
-        Currency::Ngn,
-    )
-    .await?;
-    let holds = match spend::hold_tx(
-        tx,
-        &source,
-        clearing,
-        "payout",
-        request.amount,
+    let intent = spend::Intent {
+        user_id,
+        wallet_id: request.wallet_id,
+        amount: request.amount,
         fee,
-        operation_id,
-    )
-    .await?
-    {
-        Ok(holds) => holds,
+        pin: request.pin.as_deref(),
+        kind: "payout",
+        request: serde_json::json!({"wallet_id": request.wallet_id, "amount": request.amount.minor(),
+                                    "currency": "NGN", "bank_code": request.bank_code,
+                                    "account_number": request.account_number}),
+        provider: ProviderName::Paystack,
+        code: "payout",
+    };
+    let (operation_id, holds) = match spend::open_tx(tx, &intent).await? {
+        Ok(opened) => opened,
         Err(rejection) => return Ok(Err(rejection)),
     };
     let status = if needs_approval {
@@ -463,6 +434,27 @@ fn instruction(row: &PayoutRow) -> PayoutInstruction {
     }
 }
 
+/// Enqueues a `payout.sync` after the status poll interval.
+async fn enqueue_poll_tx(
+    tx: &mut PgConnection,
+    config: &Config,
+    payout_id: Uuid,
+) -> Result<(), JobError> {
+    let poll = NewJob::new(&SyncPayout {
+        payout_id,
+        webhook_event_id: None,
+    })
+    .map_err(JobError::transient)?
+    .for_operation(payout_id)
+    .run_at(
+        Utc::now()
+            + chrono::Duration::from_std(config.providers.status_poll)
+                .unwrap_or(chrono::Duration::seconds(30)),
+    );
+    enqueue_tx(tx, poll).await.map_err(JobError::transient)?;
+    Ok(())
+}
+
 /// The `payout.submit` handler.
 pub async fn submit(
     ctx: JobContext,
@@ -499,20 +491,7 @@ pub async fn submit(
     };
     if applied == Applied::StillPending {
         // Ask again later unless a webhook settles it first.
-        let poll = NewJob::new(&SyncPayout {
-            payout_id: row.payout_id,
-            webhook_event_id: None,
-        })
-        .map_err(JobError::transient)?
-        .for_operation(row.payout_id)
-        .run_at(
-            Utc::now()
-                + chrono::Duration::from_std(config.providers.status_poll)
-                    .unwrap_or(chrono::Duration::seconds(30)),
-        );
-        enqueue_tx(&mut tx, poll)
-            .await
-            .map_err(JobError::transient)?;
+        enqueue_poll_tx(&mut tx, &config, row.payout_id).await?;
     }
     tx.commit().await?;
     operation::announce(&ctx.pool, &[row.payout_id]).await;
@@ -552,20 +531,7 @@ pub async fn sync(
     if applied == Applied::StillPending && job.webhook_event_id.is_none() {
         // This run committed (its lease is done); a new poll is the sweep's or the next webhook's.
         let mut tx = ctx.pool.begin().await?;
-        let poll = NewJob::new(&SyncPayout {
-            payout_id: row.payout_id,
-            webhook_event_id: None,
-        })
-        .map_err(JobError::transient)?
-        .for_operation(row.payout_id)
-        .run_at(
-            Utc::now()
-                + chrono::Duration::from_std(config.providers.status_poll)
-                    .unwrap_or(chrono::Duration::seconds(30)),
-        );
-        enqueue_tx(&mut tx, poll)
-            .await
-            .map_err(JobError::transient)?;
+        enqueue_poll_tx(&mut tx, &config, row.payout_id).await?;
         tx.commit().await?;
     }
     Ok(())

@@ -176,6 +176,64 @@ pub async fn hold_tx(
     }
 }
 
+/// A debit towards a payment provider: who spends what from which wallet, for which operation.
+pub struct Intent<'a> {
+    pub user_id: Uuid,
+    pub wallet_id: Uuid,
+    pub amount: Amount,
+    pub fee: i64,
+    pub pin: Option<&'a str>,
+    /// The operation's kind and recorded request.
+    pub kind: &'static str,
+    pub request: serde_json::Value,
+    /// The provider whose clearing account receives the amount.
+    pub provider: crate::providers::ProviderName,
+    /// The ledger code of the amount's hold.
+    pub code: &'static str,
+}
+
+/// Checks the wallet, records the operation and holds the amount (towards the provider's clearing account) and
+/// the fee, in the caller's transaction: the operation id and the holds, or why not (nothing written then).
+pub async fn open_tx(
+    tx: &mut PgConnection,
+    intent: &Intent<'_>,
+) -> Result<Result<(Uuid, Holds), SpendRejection>, LedgerError> {
+    let total = intent
+        .amount
+        .minor()
+        .checked_add(intent.fee)
+        .ok_or(LedgerError::Overflow)?;
+    let source = match check_tx(
+        tx,
+        intent.user_id,
+        intent.wallet_id,
+        Currency::Ngn,
+        intent.pin,
+        total,
+    )
+    .await?
+    {
+        Ok(source) => source,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let operation_id =
+        crate::operation::insert_tx(tx, intent.kind, Some(intent.user_id), &intent.request).await?;
+    let clearing =
+        ledger::system_account_tx(tx, SystemAccount::Clearing(intent.provider), Currency::Ngn)
+            .await?;
+    Ok(hold_tx(
+        tx,
+        &source,
+        clearing,
+        intent.code,
+        intent.amount,
+        intent.fee,
+        operation_id,
+    )
+    .await?
+    .map(|holds| (operation_id, holds)))
+}
+
 #[derive(sqlx::FromRow)]
 struct HoldRow {
     transfer_id: Uuid,

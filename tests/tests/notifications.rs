@@ -49,18 +49,15 @@ async fn mail(
     .await
 }
 
-/// The first six-digit number in a message's text.
+/// The six-digit code in a message's plain text ("… code is 123456.").
 fn code_in(text: &str) -> String {
-    let bytes: Vec<char> = text.chars().collect();
-    for window in bytes.windows(8) {
-        if !window[0].is_ascii_digit()
-            && window[1..7].iter().all(char::is_ascii_digit)
-            && !window[7].is_ascii_digit()
-        {
-            return window[1..7].iter().collect();
-        }
-    }
-    panic!("no code in {text}");
+    text.match_indices("code is ")
+        .map(|(at, marker)| &text[at + marker.len()..])
+        .find_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            (digits.len() == 6).then_some(digits)
+        })
+        .unwrap_or_else(|| panic!("no code in {text}"))
 }
 
 async fn post_json(

@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use paycore_jobs::{
-    auth::sha256_hex,
-    idempotency::{self, Claim, IDEMPOTENCY_KEY_CHARS_MAX},
     money::{Amount, AmountError, Currency},
     operation::{self, Operation},
     transfer::{
@@ -18,15 +16,15 @@ use paycore_jobs::{
 use poem_openapi::{
     param::{Header, Path},
     payload::Json,
-    types::{ParseFromJSON, ToJSON},
+    types::ToJSON,
     ApiResponse, Object, OpenApi,
 };
 use uuid::Uuid;
 
 use super::{parse_id, ApiTag};
 use crate::{
-    error::{ApiError, ApiResult, ErrorBody},
-    events,
+    error::{ApiError, ApiResult},
+    events, idempotent,
     security::BearerAuth,
     AppState,
 };
@@ -39,9 +37,6 @@ pub struct TransfersApi {
 const NARRATION_CHARS_MAX: usize = 140;
 /// The longest PIN string accepted before checking it.
 const PIN_CHARS_MAX: usize = 12;
-/// Attempts at a request transaction that met a deadlock or serialisation failure, with a short random pause
-/// between them so that the colliding transactions do not collide again.
-const TRANSACTION_TRIES: u32 = 5;
 
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateTransferRequest {
@@ -238,61 +233,66 @@ fn rejection_error(rejection: &TransferRejection) -> ApiError {
     }
 }
 
-/// The stored form of an error, for idempotent replay.
-fn error_parts(error: &ApiError) -> (u16, serde_json::Value) {
-    let (status, body) = match error {
-        ApiError::BadRequest(body) => (400, body),
-        ApiError::Unauthorized(body) => (401, body),
-        ApiError::Forbidden(body) => (403, body),
-        ApiError::NotFound(body) => (404, body),
-        ApiError::Conflict(body) => (409, body),
-        ApiError::Unprocessable(body) => (422, body),
-        ApiError::TooManyRequests(body) => (429, body),
-        ApiError::Internal(body) => (500, body),
-        ApiError::Unavailable(body) => (503, body),
-    };
-    (status, body.0.to_json().unwrap_or_default())
-}
-
 fn replay(status: u16, body: serde_json::Value) -> ApiResult<TransferResponse> {
-    if status < 300 {
-        let transfer = TransferBody::parse_from_json(Some(body)).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!(
-                "stored response unreadable: {}",
-                e.into_message()
-            ))
-        })?;
-        return Ok(match status {
-            200 => TransferResponse::Settled(Json(transfer)),
-            201 => TransferResponse::Created(Json(transfer)),
-            _ => TransferResponse::Accepted(Json(transfer)),
-        });
+    if status >= 300 {
+        return Err(idempotent::replay_error(status, body));
     }
-    let body = Json(ErrorBody::parse_from_json(Some(body)).map_err(|e| {
-        ApiError::internal(anyhow::anyhow!(
-            "stored error unreadable: {}",
-            e.into_message()
-        ))
-    })?);
-    Err(match status {
-        404 => ApiError::NotFound(body),
-        409 => ApiError::Conflict(body),
-        400 => ApiError::BadRequest(body),
-        _ => ApiError::Unprocessable(body),
+    let transfer: TransferBody = idempotent::replay_body(body)?;
+    Ok(match status {
+        200 => TransferResponse::Settled(Json(transfer)),
+        201 => TransferResponse::Created(Json(transfer)),
+        _ => TransferResponse::Accepted(Json(transfer)),
     })
 }
 
-/// How one attempt at creating a transfer ended.
-enum CreateOutcome {
-    /// Held and recorded; the answer is the transfer.
-    Created(TransferRow),
-    /// An answer stored under the key: a rejection just now, or an earlier answer replayed.
-    Answer {
-        status: u16,
-        body: serde_json::Value,
-    },
-    /// The key cannot be used for this request (reused with another request, or still in flight).
-    Refused(ApiError),
+/// Checks, holds and records one transfer inside the idempotent create transaction.
+struct CreateTransfer<'a> {
+    money: &'a paycore_jobs::config::MoneyConfig,
+    user_id: Uuid,
+    request: TransferRequest,
+}
+
+impl idempotent::CreateAction for CreateTransfer<'_> {
+    async fn run(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Result<idempotent::Created, ApiError>, idempotent::CreateError> {
+        let outcome = transfer::create_tx(tx, self.money, self.user_id, &self.request)
+            .await
+            .map_err(|error| idempotent::CreateError {
+                retryable: error.is_retryable(),
+                source: error.into(),
+            })?;
+        Ok(match outcome {
+            Ok(row) => {
+                let op = operation::Operation {
+                    operation_id: row.transfer_id,
+                    kind: "transfer".into(),
+                    owner_id: Some(self.user_id),
+                    status: if row.mode == "instant" {
+                        "processing"
+                    } else {
+                        "requires_action"
+                    }
+                    .into(),
+                    request: serde_json::Value::Null,
+                    result: None,
+                    failure_code: None,
+                    failure_message: None,
+                    created_at: row.created_at,
+                    updated_at: row.created_at,
+                    settled_at: None,
+                };
+                Ok(idempotent::Created {
+                    operation_id: row.transfer_id,
+                    body: TransferBody::new(&row, Some(&op))
+                        .to_json()
+                        .unwrap_or_default(),
+                })
+            }
+            Err(rejection) => Err(rejection_error(&rejection)),
+        })
+    }
 }
 
 impl TransfersApi {
@@ -326,83 +326,6 @@ impl TransfersApi {
         }
         Ok(TransferResponse::Accepted(Json(self.body_of(&row).await?)))
     }
-
-    /// One attempt at the create transaction: the key, the checks, the holds, the job, the stored answer.
-    async fn create_once(
-        &self,
-        caller: &BearerAuth,
-        key: &str,
-        request_hash: &str,
-        request: &TransferRequest,
-    ) -> Result<CreateOutcome, transfer::TransferError> {
-        let user_id = caller.0.user_id;
-        let mut tx = self.state.pool.begin().await?;
-        match idempotency::claim_tx(&mut tx, user_id, key, request_hash).await? {
-            Claim::Fresh => {}
-            Claim::Replay { status, body } => return Ok(CreateOutcome::Answer { status, body }),
-            Claim::Mismatch => {
-                return Ok(CreateOutcome::Refused(ApiError::rejected(
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used with a different request.",
-                    Some("Idempotency-Key"),
-                )))
-            }
-            Claim::InFlight => {
-                return Ok(CreateOutcome::Refused(ApiError::conflict(
-                    "idempotency_key_in_flight",
-                    "A request with this Idempotency-Key is still being processed.",
-                )))
-            }
-        }
-        let outcome =
-            transfer::create_tx(&mut tx, &self.state.config.money, user_id, request).await?;
-        let result = match outcome {
-            Ok(row) => {
-                let op = operation::Operation {
-                    operation_id: row.transfer_id,
-                    kind: "transfer".into(),
-                    owner_id: Some(user_id),
-                    status: if row.mode == "instant" {
-                        "processing"
-                    } else {
-                        "requires_action"
-                    }
-                    .into(),
-                    request: serde_json::Value::Null,
-                    result: None,
-                    failure_code: None,
-                    failure_message: None,
-                    created_at: row.created_at,
-                    updated_at: row.created_at,
-                    settled_at: None,
-                };
-                let body = TransferBody::new(&row, Some(&op))
-                    .to_json()
-                    .unwrap_or_default();
-                idempotency::store_tx(&mut tx, user_id, key, 202, &body).await?;
-                CreateOutcome::Created(row)
-            }
-            Err(rejection) => {
-                let (status, body) = error_parts(&rejection_error(&rejection));
-                idempotency::store_tx(&mut tx, user_id, key, status, &body).await?;
-                CreateOutcome::Answer { status, body }
-            }
-        };
-        tx.commit().await?;
-        if let CreateOutcome::Created(row) = &result {
-            // Wake the settling worker; a transfer that waits for its recipient is announced instead.
-            if row.mode == "instant" {
-                paycore_jobs::engine::wake(
-                    &self.state.pool,
-                    &[paycore_jobs::engine::Queue::Payments],
-                )
-                .await;
-            } else {
-                operation::announce(&self.state.pool, &[row.transfer_id]).await;
-            }
-        }
-        Ok(result)
-    }
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTag::Transfers")]
@@ -417,37 +340,25 @@ impl TransfersApi {
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
         body: Json<CreateTransferRequest>,
     ) -> ApiResult<TransferResponse> {
-        let key = idempotency_key.0.trim().to_owned();
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX {
-            return Err(ApiError::invalid(
-                "invalid_idempotency_key",
-                "The Idempotency-Key must be 1 to 255 characters.",
-                Some("Idempotency-Key"),
-            ));
-        }
+        let key = idempotent::check_key(&idempotency_key)?;
         let request = parse_request(&body)?;
-        let request_hash = sha256_hex(&serde_json::to_string(&body.0).map_err(ApiError::internal)?);
+        let request_hash = idempotent::request_hash("transfers", &body.0)?;
         let wait = events::parse_prefer_wait(prefer.0.as_deref());
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            match self
-                .create_once(&caller, &key, &request_hash, &request)
-                .await
-            {
-                Ok(outcome) => break outcome,
-                Err(error) if error.is_retryable() && attempt < TRANSACTION_TRIES => {
-                    let pause_ms = 5 * u64::from(attempt) + u64::from(rand::random::<u8>() % 20);
-                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                    continue;
-                }
-                Err(error) => return Err(ApiError::internal(error)),
-            }
+        let action = CreateTransfer {
+            money: &self.state.config.money,
+            user_id: caller.0.user_id,
+            request,
         };
-        match outcome {
-            CreateOutcome::Created(row) => self.respond(row, wait, 201).await,
-            CreateOutcome::Answer { status, body } => replay(status, body),
-            CreateOutcome::Refused(error) => Err(error),
+        match idempotent::create(&self.state, caller.0.user_id, &key, &request_hash, &action)
+            .await?
+        {
+            idempotent::Outcome::Created(created) => {
+                let row = transfer::get(&self.state.pool, created.operation_id)
+                    .await?
+                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("transfer vanished")))?;
+                self.respond(row, wait, 201).await
+            }
+            idempotent::Outcome::Stored { status, body } => replay(status, body),
         }
     }
 

@@ -434,19 +434,30 @@ pub async fn low_balance_tx(
     Ok(())
 }
 
-/// After a commit: tells the real-time stream about the new notifications of these operations, and wakes the
-/// e-mail workers. Failures are logged: the inbox still has the rows, and workers poll.
-pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
-    let result = sqlx::query(
+/// Which unannounced notifications to announce.
+enum Announce<'a> {
+    Operations(&'a [Uuid]),
+    User(Uuid),
+}
+
+/// After a commit: tells the real-time stream (`paycore_notification`) about notifications not announced yet,
+/// and wakes the e-mail workers. Failures are logged: the inbox still has the rows, and workers poll.
+async fn announce(pool: &PgPool, which: Announce<'_>) {
+    let (filter, operations, user) = match which {
+        Announce::Operations(ids) => ("operation_id = any($1)", ids.to_vec(), None),
+        Announce::User(user_id) => ("user_id = $2", Vec::new(), Some(user_id)),
+    };
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
         "with announced as (
              update notification set announced_at = now()
-             where operation_id = any($1) and announced_at is null
+             where {filter} and announced_at is null
              returning notification_id, user_id, kind)
-         select pg_notify($2, json_build_object('notification_id', notification_id, 'user_id', user_id,
+         select pg_notify($3, json_build_object('notification_id', notification_id, 'user_id', user_id,
                                                 'kind', kind)::text)
-         from announced",
-    )
-    .bind(operation_ids)
+         from announced"
+    )))
+    .bind(operations)
+    .bind(user)
     .bind(NOTIFICATION_CHANNEL)
     .execute(pool)
     .await;
@@ -456,25 +467,14 @@ pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
     crate::engine::wake(pool, &[Queue::Emails]).await;
 }
 
-/// After a commit: announces a user's notifications that no operation carries (sign-ins, low balance).
+/// After a commit: announces the new notifications of these operations.
+pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
+    announce(pool, Announce::Operations(operation_ids)).await;
+}
+
+/// After a commit: announces a user's notifications that no operation carries (sign-ins, codes, low balance).
 pub async fn announce_for_user(pool: &PgPool, user_id: Uuid) {
-    let result = sqlx::query(
-        "with announced as (
-             update notification set announced_at = now()
-             where user_id = $1 and announced_at is null
-             returning notification_id, user_id, kind)
-         select pg_notify($2, json_build_object('notification_id', notification_id, 'user_id', user_id,
-                                                'kind', kind)::text)
-         from announced",
-    )
-    .bind(user_id)
-    .bind(NOTIFICATION_CHANNEL)
-    .execute(pool)
-    .await;
-    if let Err(error) = result {
-        tracing::warn!(%error, "could not announce notifications");
-    }
-    crate::engine::wake(pool, &[Queue::Emails]).await;
+    announce(pool, Announce::User(user_id)).await;
 }
 
 /// Deletes old inbox rows, used or expired codes and old development mail (daily; the retention comes from the
