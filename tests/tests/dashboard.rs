@@ -452,3 +452,79 @@ async fn the_dashboard_shows_the_development_mailbox() {
         .expect("page");
     assert_ne!(visitor.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_admin_with_two_step_sign_in_needs_the_emailed_code_for_the_dashboard_too() {
+    let app = spawn_app().await;
+    let email = admin(&app, Role::Admin).await;
+    sqlx::query(
+        "update app_user set two_step_login = true, email_verified_at = now() where email = $1",
+    )
+    .bind(&email)
+    .execute(&app.db.pool)
+    .await
+    .expect("two-step");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let first = client
+        .post(app.url("/admin/login"))
+        .form(&[("email", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(first.status(), StatusCode::OK, "no session before the code");
+    assert!(first.headers().get("set-cookie").is_none());
+    let html = first.text().await.expect("html");
+    let challenge = html
+        .split("name=\"challenge_id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("challenge id")
+        .to_owned();
+    let text: String = paycore_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the sign-in code in the dev mailbox",
+        || async {
+            sqlx::query_scalar::<_, String>(
+                "select text_body from dev_mailbox where to_address = $1 and template = 'login_code'",
+            )
+            .bind(&email)
+            .fetch_optional(&app.db.pool)
+            .await
+            .expect("mail")
+        },
+    )
+    .await;
+    let code: String = text
+        .split("code is ")
+        .nth(1)
+        .expect("code")
+        .chars()
+        .take(6)
+        .collect();
+    let wrong = client
+        .post(app.url("/admin/login/code"))
+        .form(&[("challenge_id", challenge.as_str()), ("code", "000000")])
+        .send()
+        .await
+        .expect("code");
+    if code != "000000" {
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let signed_in = client
+        .post(app.url("/admin/login/code"))
+        .form(&[
+            ("challenge_id", challenge.as_str()),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .expect("code");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert!(signed_in.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .contains("HttpOnly"));
+}

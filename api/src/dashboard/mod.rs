@@ -40,6 +40,7 @@ pub fn routes() -> Route {
     Route::new()
         .at("/", get(overview))
         .at("/login", get(login_page).post(login_submit))
+        .at("/login/code", post(login_code))
         .at("/logout", post(logout))
         .at("/jobs", get(jobs_page))
         .at("/jobs/bulk", post(bulk_preview))
@@ -158,19 +159,59 @@ async fn login_submit(
     let email = form.get("email").map(String::as_str).unwrap_or("");
     let password = form.get("password").map(String::as_str).unwrap_or("");
     match session::sign_in(&state, request, email, password).await {
-        Ok(cookie) => {
-            let mut response = redirect("/admin");
-            if let Ok(value) = cookie.parse() {
-                response.headers_mut().insert("set-cookie", value);
-            }
-            response
-        }
+        Ok(session::SignIn::Cookie(cookie)) => signed_in(&cookie),
+        Ok(session::SignIn::Code { challenge_id }) => page(
+            StatusCode::OK,
+            "login.html",
+            None,
+            "login",
+            json!({"challenge_id": challenge_id.to_string()}),
+        ),
         Err((status, message)) => page(
             status,
             "login.html",
             None,
             "login",
             json!({"error": message}),
+        ),
+    }
+}
+
+fn signed_in(cookie: &str) -> Response {
+    let mut response = redirect("/admin");
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().insert("set-cookie", value);
+    }
+    response
+}
+
+#[handler]
+async fn login_code(
+    state: Data<&AppState>,
+    request: &Request,
+    Form(form): Form<Params>,
+) -> Response {
+    let challenge = form
+        .get("challenge_id")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok());
+    let code = form.get("code").map(|c| c.trim()).unwrap_or("");
+    let Some(challenge_id) = challenge else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "login.html",
+            None,
+            "login",
+            json!({"error": "Sign in again."}),
+        );
+    };
+    match session::sign_in_code(&state, request, challenge_id, code).await {
+        Ok(cookie) => signed_in(&cookie),
+        Err((status, message)) => page(
+            status,
+            "login.html",
+            None,
+            "login",
+            json!({"error": message, "challenge_id": challenge_id.to_string()}),
         ),
     }
 }

@@ -1,6 +1,7 @@
 //! Dashboard sessions: the same accounts and sessions as the API, reached through an HttpOnly, SameSite=Strict
 //! cookie, with a per-session CSRF token that every form must send back.
 
+use paycore_jobs::account::{self, AccountError, LoginOutcome};
 use paycore_jobs::auth::{self, Role};
 use poem::{http::StatusCode, Request, Response};
 use subtle_compare::constant_time_eq;
@@ -123,31 +124,27 @@ pub async fn require_writer(
     Ok(admin)
 }
 
-/// Signs in with email and password; only admins get a dashboard session. Returns the Set-Cookie value.
-pub async fn sign_in(
-    state: &AppState,
-    request: &Request,
-    email: &str,
-    password: &str,
-) -> Result<String, (StatusCode, String)> {
-    let ip = client_ip(request);
-    let (_, pair) = auth::login(
-        &state.pool,
-        &state.keys,
-        email,
-        password,
-        ip.as_deref(),
-        None,
-    )
-    .await
-    .map_err(|error| match error {
-        auth::AuthError::Throttled => (
+/// How a dashboard sign-in step ended.
+pub enum SignIn {
+    /// Signed in: the Set-Cookie value.
+    Cookie(String),
+    /// A two-step account: a code was e-mailed; finish with `sign_in_code`.
+    Code { challenge_id: uuid::Uuid },
+}
+
+fn sign_in_error(error: AccountError) -> (StatusCode, String) {
+    match error {
+        AccountError::Auth(auth::AuthError::Throttled) | AccountError::TooSoon { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed attempts; try again in 15 minutes.".to_owned(),
+            "Too many attempts; try again later.".to_owned(),
         ),
-        auth::AuthError::InvalidCredentials => (
+        AccountError::Auth(auth::AuthError::InvalidCredentials) => (
             StatusCode::UNAUTHORIZED,
             "The email or password is wrong.".to_owned(),
+        ),
+        AccountError::Code(_) => (
+            StatusCode::UNAUTHORIZED,
+            "The code is wrong, expired or already used.".to_owned(),
         ),
         other => {
             tracing::error!(error = %other, "dashboard sign-in failed");
@@ -156,7 +153,65 @@ pub async fn sign_in(
                 "Something went wrong.".to_owned(),
             )
         }
-    })?;
+    }
+}
+
+/// Signs in with email and password; only admins get a dashboard session. Accounts with two-step sign-in get a
+/// code by e-mail first.
+pub async fn sign_in(
+    state: &AppState,
+    request: &Request,
+    email: &str,
+    password: &str,
+) -> Result<SignIn, (StatusCode, String)> {
+    let ip = client_ip(request);
+    let outcome = account::login(
+        &state.pool,
+        &state.config,
+        &state.keys,
+        email,
+        password,
+        ip.as_deref(),
+        Some(DASHBOARD_AGENT),
+    )
+    .await
+    .map_err(sign_in_error)?;
+    match outcome {
+        LoginOutcome::Tokens(pair) => Ok(SignIn::Cookie(dashboard_session(state, pair).await?)),
+        LoginOutcome::TwoStep { challenge_id } => Ok(SignIn::Code { challenge_id }),
+    }
+}
+
+/// The second step of a two-step dashboard sign-in.
+pub async fn sign_in_code(
+    state: &AppState,
+    request: &Request,
+    challenge_id: uuid::Uuid,
+    code: &str,
+) -> Result<String, (StatusCode, String)> {
+    let ip = client_ip(request);
+    let pair = account::finish_two_step(
+        &state.pool,
+        &state.config,
+        &state.keys,
+        challenge_id,
+        code,
+        ip.as_deref(),
+        Some(DASHBOARD_AGENT),
+    )
+    .await
+    .map_err(sign_in_error)?;
+    dashboard_session(state, pair).await
+}
+
+/// The user agent dashboard sessions record (new-device warnings compare it).
+const DASHBOARD_AGENT: &str = "PayCore admin dashboard";
+
+/// Turns a fresh session into a dashboard session (admins only): the Set-Cookie value.
+async fn dashboard_session(
+    state: &AppState,
+    pair: auth::TokenPair,
+) -> Result<String, (StatusCode, String)> {
     let claims = state.keys.verify(&pair.access_token).ok_or((
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong.".to_owned(),
