@@ -268,3 +268,99 @@ async fn three_scheduler_replicas_fire_each_tick_exactly_once_and_respect_missed
         "skip fires none of the missed ticks"
     );
 }
+
+/// A payout whose worker dies while the provider call is in flight: another worker takes the job over, learns
+/// from the provider that the transfer was already made (same reference), and settles it exactly once.
+#[tokio::test]
+async fn a_worker_killed_during_a_provider_call_leaves_the_payout_settled_exactly_once() {
+    use paycore_tests::app::spawn_api_only;
+    use serde_json::{json, Value};
+
+    let app = spawn_api_only(&[]).await;
+    let paystack = format!("{}/paystack", app.sandbox_url);
+    let flutterwave = format!("{}/flutterwave/v3", app.sandbox_url);
+    let env = [
+        ("PAYSTACK_BASE_URL", paystack.as_str()),
+        ("FLUTTERWAVE_BASE_URL", flutterwave.as_str()),
+        // Longer than the sandbox holds its answer, so the victim is still waiting when it dies.
+        ("PROVIDER_TIMEOUT_MS", "20000"),
+        ("PROVIDER_STATUS_POLL_MS", "500"),
+    ];
+    let victim = Process::spawn(
+        "paycore-worker",
+        "payout-victim",
+        &app.db.url,
+        &["--queues", "payments"],
+        &env,
+    );
+    let ada = app.register_user("ada").await;
+    // 0000000004: the sandbox takes the transfer, then holds its answer.
+    let payout: Value = app
+        .client
+        .post(app.url("/api/v1/payouts"))
+        .bearer_auth(&ada.access_token)
+        .header("Idempotency-Key", "killed-payout")
+        .json(
+            &json!({"wallet_id": ada.wallet_id, "amount": 250_000, "bank_code": "058",
+                      "account_number": "0000000004"}),
+        )
+        .send()
+        .await
+        .expect("payout")
+        .json()
+        .await
+        .expect("json");
+    let payout_id = payout["payout_id"].as_str().expect("id").to_owned();
+    let provider_has_it = || async {
+        let body: Value = app
+            .client
+            .get(format!("{paystack}/transfer/verify/{payout_id}"))
+            .bearer_auth(app.config.providers.paystack_secret_key.expose())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (body["data"]["status"] == "success").then_some(())
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the provider to take the transfer",
+        provider_has_it,
+    )
+    .await;
+    victim.signal("KILL");
+    let _survivor = Process::spawn(
+        "paycore-worker",
+        "payout-survivor",
+        &app.db.url,
+        &["--queues", "payments"],
+        &env,
+    );
+    let path = format!("/api/v1/payouts/{payout_id}");
+    let done = eventually(
+        Duration::from_secs(45),
+        "the payout to settle after the rescue",
+        || async {
+            let body = app.get_json(&path, &ada.access_token).await;
+            (body["status"] == "completed").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(done["operation_status"], "succeeded");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let wallet = app.wallet(&ada, &ada.wallet_id).await;
+    // ₦2,500 and the ₦50 fee, once.
+    assert_eq!(wallet["balances"]["posted"], 10_000_000 - 255_000);
+    assert_eq!(wallet["balances"]["available"], 10_000_000 - 255_000);
+    let resolutions: i64 = sqlx::query_scalar(
+        "select count(*) from ledger_transfer where flow = 'post_pending' and operation_id = $1::text::uuid",
+    )
+    .bind(&payout_id)
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(resolutions, 2, "amount and fee posted once each");
+    assert!(app.audit_findings().await.is_empty());
+}
