@@ -66,13 +66,24 @@ fn naira(minor: i64) -> String {
         .to_owned()
 }
 
+/// Basis points as a percentage without floating point: 100 → "1", 150 → "1.5".
+fn percent(bps: u32) -> String {
+    let fraction = format!("{:02}", bps % 100);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        (bps / 100).to_string()
+    } else {
+        format!("{}.{fraction}", bps / 100)
+    }
+}
+
 impl BillerBody {
     fn new(biller: &Biller) -> Self {
         let fee = &biller.fee;
         let fee_text = match (fee.percent_bps, fee.cap_minor) {
             (0, _) => format!("₦{} flat", naira(fee.fixed_minor)),
-            (bps, Some(cap)) => format!("{} %, at most ₦{}", f64::from(bps) / 100.0, naira(cap)),
-            (bps, None) => format!("{} %", f64::from(bps) / 100.0),
+            (bps, Some(cap)) => format!("{} %, at most ₦{}", percent(bps), naira(cap)),
+            (bps, None) => format!("{} %", percent(bps)),
         };
         let any_amount = biller.item_code.is_some();
         Self {
@@ -658,5 +669,16 @@ impl BillsApi {
         } else {
             Err(not_found())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basis_points_read_as_percentages() {
+        assert_eq!(super::percent(100), "1");
+        assert_eq!(super::percent(150), "1.5");
+        assert_eq!(super::percent(5), "0.05");
+        assert_eq!(super::percent(1000), "10");
     }
 }
