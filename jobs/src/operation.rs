@@ -108,6 +108,19 @@ pub async fn get(pool: &PgPool, operation_id: Uuid) -> Result<Option<Operation>,
         .await
 }
 
+/// Several operations at once (for lists), by id.
+pub async fn get_many(
+    pool: &PgPool,
+    operation_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Operation>, sqlx::Error> {
+    let rows: Vec<Operation> =
+        sqlx::query_as("select * from operation where operation_id = any($1)")
+            .bind(operation_ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|op| (op.operation_id, op)).collect())
+}
+
 /// Moves an open operation to `status`; returns false if it had already settled (nothing changes then).
 async fn transition_tx(
     tx: &mut PgConnection,

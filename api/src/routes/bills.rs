@@ -609,10 +609,13 @@ impl BillsApi {
         .fetch_all(&self.state.pool)
         .await?;
         let has_more = rows.len() as i64 > limit;
-        let mut data = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(limit as usize) {
-            data.push(self.body_of(row).await?);
-        }
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.payment_id).collect();
+        let ops = operation::get_many(&self.state.pool, &ids).await?;
+        let data: Vec<_> = rows
+            .iter()
+            .map(|row| BillPaymentBody::new(row, ops.get(&row.payment_id)))
+            .collect();
         Ok(Json(BillPaymentList { data, has_more }))
     }
 

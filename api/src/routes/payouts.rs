@@ -385,9 +385,12 @@ pub(crate) async fn list_payouts(
     .fetch_all(&api.state.pool)
     .await?;
     let has_more = rows.len() as i64 > limit;
-    let mut data = Vec::with_capacity(rows.len());
-    for row in rows.iter().take(limit as usize) {
-        data.push(api.body_of(row).await?);
-    }
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.payout_id).collect();
+    let ops = operation::get_many(&api.state.pool, &ids).await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|row| PayoutBody::new(row, ops.get(&row.payout_id)))
+        .collect();
     Ok((data, has_more))
 }
