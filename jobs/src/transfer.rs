@@ -510,29 +510,40 @@ pub async fn settle(
     job: SettleTransfer,
     config: std::sync::Arc<crate::config::Config>,
 ) -> Result<(), JobError> {
-    let Some(row) = get(&ctx.pool, job.transfer_id).await? else {
+    // Everything settling needs, in one round trip: the transfer, its operation's status, both accounts, the fee
+    // hold's account and both parties.
+    let Some(settling): Option<Settling> = sqlx::query_as(
+        "select t.*, o.status as operation_status, fw.account_id as from_account, tw.account_id as to_account,
+                fl.credit_account_id as fee_account,
+                su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
+                ru.full_name as recipient_name, tw.account_number as recipient_account
+         from transfer t
+         join operation o on o.operation_id = t.transfer_id
+         join wallet fw on fw.wallet_id = t.from_wallet_id join app_user su on su.user_id = fw.user_id
+         join wallet tw on tw.wallet_id = t.to_wallet_id join app_user ru on ru.user_id = tw.user_id
+         left join ledger_transfer fl on fl.transfer_id = t.fee_hold_id
+         where t.transfer_id = $1",
+    )
+    .bind(job.transfer_id)
+    .fetch_optional(&ctx.pool)
+    .await?
+    else {
         return Err(JobError::permanent(
             "transfer_not_found",
             "no such transfer",
         ));
     };
-    let Some(op) = operation::get(&ctx.pool, row.transfer_id).await? else {
-        return Err(JobError::permanent(
-            "operation_not_found",
-            "the transfer has no operation",
-        ));
-    };
-    if op.status().is_terminal() {
+    let row = &settling.transfer;
+    if operation::OperationStatus::parse(&settling.operation_status)
+        .is_some_and(operation::OperationStatus::is_terminal)
+    {
         // Already settled by an earlier run: settling is idempotent.
         return Ok(());
     }
     let currency: Currency = row.currency.parse().map_err(|_| {
         JobError::permanent("invalid_currency", "the transfer's currency is unknown")
     })?;
-    let (from, to) = (
-        accounts_of(&ctx.pool, row.from_wallet_id).await?,
-        accounts_of(&ctx.pool, row.to_wallet_id).await?,
-    );
+    let (from, to) = (settling.from_account, settling.to_account);
     let mut tx = ctx.begin_fenced().await?;
     // Lock the transfer and read its status again inside the fenced transaction.
     let status: String =
@@ -545,18 +556,13 @@ pub async fn settle(
         "rejected" | "expired" => false,
         _ => return Ok(()),
     };
-    let fee_account = match row.fee_hold_id {
-        Some(fee_hold) => Some((
-            fee_hold,
-            sqlx::query_scalar::<_, i64>(
-                "select credit_account_id from ledger_transfer where transfer_id = $1",
-            )
-            .bind(fee_hold)
-            .fetch_one(&mut *tx)
-            .await?,
-        )),
-        None => None,
-    };
+    if row.fee_hold_id.is_some() && settling.fee_account.is_none() {
+        return Err(JobError::permanent(
+            "hold_not_found",
+            "the transfer's fee hold is missing from the ledger",
+        ));
+    }
+    let fee_account = row.fee_hold_id.zip(settling.fee_account);
     let resolve = |pending_id: Uuid, amount: i64| -> Result<Flow, JobError> {
         Ok(if post {
             Flow::PostPending {
@@ -604,7 +610,7 @@ pub async fn settle(
             &serde_json::json!({"transfer_id": row.transfer_id}),
         )
         .await?;
-        notify_settled_tx(&mut tx, &row, &config).await?;
+        notify_settled_tx(&mut tx, row, &settling.parties, &config).await?;
     } else {
         let (code, message) = if status == "rejected" {
             ("transfer_rejected", "the recipient rejected the transfer")
@@ -616,6 +622,19 @@ pub async fn settle(
     tx.commit().await?;
     operation::announce(&ctx.pool, &[row.transfer_id]).await;
     Ok(())
+}
+
+/// A transfer with what settling it needs.
+#[derive(sqlx::FromRow)]
+struct Settling {
+    #[sqlx(flatten)]
+    transfer: TransferRow,
+    operation_status: String,
+    from_account: i64,
+    to_account: i64,
+    fee_account: Option<i64>,
+    #[sqlx(flatten)]
+    parties: Parties,
 }
 
 #[derive(sqlx::FromRow)]
@@ -645,10 +664,10 @@ async fn parties_tx(tx: &mut PgConnection, row: &TransferRow) -> Result<Parties,
 async fn notify_settled_tx(
     tx: &mut PgConnection,
     row: &TransferRow,
+    parties: &Parties,
     config: &crate::config::Config,
 ) -> Result<(), sqlx::Error> {
     use crate::notify::{self, Event};
-    let parties = parties_tx(tx, row).await?;
     notify::notify_tx(
         tx,
         parties.sender_id,
@@ -668,7 +687,7 @@ async fn notify_settled_tx(
         &Event::TransferReceived {
             amount: row.amount,
             currency: row.currency.clone(),
-            counterparty: parties.sender_name,
+            counterparty: parties.sender_name.clone(),
             reference: row.transfer_id,
         },
         Some(row.transfer_id),
@@ -681,19 +700,6 @@ async fn notify_settled_tx(
         config.notifications.low_balance_threshold_minor,
     )
     .await
-}
-
-async fn accounts_of(pool: &PgPool, wallet_id: Uuid) -> Result<i64, JobError> {
-    sqlx::query_scalar("select account_id from wallet where wallet_id = $1")
-        .bind(wallet_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| {
-            JobError::permanent(
-                "wallet_not_found",
-                "a wallet of the transfer no longer exists",
-            )
-        })
 }
 
 /// The `transfers.expire` handler.

@@ -323,6 +323,7 @@ struct Recipient {
     notify_email: bool,
     notify_push: bool,
     notify_in_app: bool,
+    devices: Vec<Uuid>,
 }
 
 /// Records and enqueues the notifications of `event` for `user_id`, in the event's own transaction. Returns the
@@ -334,7 +335,9 @@ pub async fn notify_tx(
     operation_id: Option<Uuid>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let Some(recipient): Option<Recipient> = sqlx::query_as(
-        "select email, full_name, notify_email, notify_push, notify_in_app from app_user where user_id = $1",
+        "select email, full_name, notify_email, notify_push, notify_in_app,
+                coalesce((select array_agg(device_id) from push_device d where d.user_id = u.user_id), '{}') as devices
+         from app_user u where user_id = $1",
     )
     .bind(user_id)
     .fetch_optional(&mut *tx)
@@ -379,12 +382,7 @@ pub async fn notify_tx(
         notification_id = Some(id);
     }
     if recipient.notify_push {
-        let devices: Vec<Uuid> =
-            sqlx::query_scalar("select device_id from push_device where user_id = $1")
-                .bind(user_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for device_id in devices {
+        for device_id in recipient.devices {
             let job = NewJob::new(&push::SendPush {
                 device_id,
                 title: title.clone(),
