@@ -159,6 +159,36 @@ async fn create_once<A: CreateAction>(
     Ok(Ok(outcome))
 }
 
+/// How a create ends for the route: a new operation (after waiting for it when the client asked), or the replay
+/// of a stored success.
+pub enum Finished<R> {
+    Created(Uuid),
+    Replayed(R),
+}
+
+/// Waits for a new operation to leave the engine's hands when the client sent `Prefer: wait=N`, or turns a stored
+/// answer back into the route's `accepted` response (or its stored error).
+pub async fn finish<T: ParseFromJSON, R>(
+    state: &AppState,
+    outcome: Outcome,
+    prefer: Option<&str>,
+    accepted: impl FnOnce(poem_openapi::payload::Json<T>) -> R,
+) -> Result<Finished<R>, ApiError> {
+    match outcome {
+        Outcome::Created(created) => {
+            if let Some(wait) = crate::events::parse_prefer_wait(prefer) {
+                crate::events::wait_settled(&state.pool, &state.events, created.operation_id, wait)
+                    .await?;
+            }
+            Ok(Finished::Created(created.operation_id))
+        }
+        Outcome::Stored { status, body } if status < 300 => Ok(Finished::Replayed(accepted(
+            poem_openapi::payload::Json(replay_body(body)?),
+        ))),
+        Outcome::Stored { status, body } => Err(replay_error(status, body)),
+    }
+}
+
 /// The stored form of an error, for idempotent replay.
 pub fn error_parts(error: &ApiError) -> (u16, serde_json::Value) {
     let (status, body) = match error {

@@ -145,9 +145,14 @@ macro_rules! admin_or_return {
     };
 }
 
+/// The sign-in page with `context` (an error, a two-step challenge).
+fn login_view(status: StatusCode, context: serde_json::Value) -> Response {
+    page(status, "login.html", None, "login", context)
+}
+
 #[handler]
 async fn login_page() -> Response {
-    page(StatusCode::OK, "login.html", None, "login", json!({}))
+    login_view(StatusCode::OK, json!({}))
 }
 
 #[handler]
@@ -160,20 +165,11 @@ async fn login_submit(
     let password = form.get("password").map(String::as_str).unwrap_or("");
     match session::sign_in(&state, request, email, password).await {
         Ok(session::SignIn::Cookie(cookie)) => signed_in(&cookie),
-        Ok(session::SignIn::Code { challenge_id }) => page(
+        Ok(session::SignIn::Code { challenge_id }) => login_view(
             StatusCode::OK,
-            "login.html",
-            None,
-            "login",
             json!({"challenge_id": challenge_id.to_string()}),
         ),
-        Err((status, message)) => page(
-            status,
-            "login.html",
-            None,
-            "login",
-            json!({"error": message}),
-        ),
+        Err((status, message)) => login_view(status, json!({"error": message})),
     }
 }
 
@@ -196,21 +192,12 @@ async fn login_code(
         .and_then(|id| uuid::Uuid::parse_str(id).ok());
     let code = form.get("code").map(|c| c.trim()).unwrap_or("");
     let Some(challenge_id) = challenge else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "login.html",
-            None,
-            "login",
-            json!({"error": "Sign in again."}),
-        );
+        return login_view(StatusCode::BAD_REQUEST, json!({"error": "Sign in again."}));
     };
     match session::sign_in_code(&state, request, challenge_id, code).await {
         Ok(cookie) => signed_in(&cookie),
-        Err((status, message)) => page(
+        Err((status, message)) => login_view(
             status,
-            "login.html",
-            None,
-            "login",
             json!({"error": message, "challenge_id": challenge_id.to_string()}),
         ),
     }

@@ -21,8 +21,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
-    events,
-    idempotent::{self, CreateAction, CreateError, Created, Outcome},
+    idempotent::{self, CreateAction, CreateError, Created, Finished},
     security::BearerAuth,
     AppState,
 };
@@ -521,27 +520,28 @@ impl BillsApi {
                 ..request
             },
         };
-        match idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await? {
-            Outcome::Created(created) => {
-                let id = created.operation_id;
-                if let Some(wait) = events::parse_prefer_wait(prefer.0.as_deref()) {
-                    events::wait_settled(&self.state.pool, &self.state.events, id, wait).await?;
-                }
-                let row = bills::get(&self.state.pool, id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bill payment vanished")))?;
-                let body = self.body_of(&row).await?;
-                Ok(if row.status == "processing" {
-                    BillPaymentResponse::Accepted(Json(body))
-                } else {
-                    BillPaymentResponse::Created(Json(body))
-                })
-            }
-            Outcome::Stored { status, body } if status < 300 => Ok(BillPaymentResponse::Accepted(
-                Json(idempotent::replay_body(body)?),
-            )),
-            Outcome::Stored { status, body } => Err(idempotent::replay_error(status, body)),
-        }
+        let outcome =
+            idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await?;
+        let id = match idempotent::finish(
+            &self.state,
+            outcome,
+            prefer.0.as_deref(),
+            BillPaymentResponse::Accepted,
+        )
+        .await?
+        {
+            Finished::Created(id) => id,
+            Finished::Replayed(response) => return Ok(response),
+        };
+        let row = bills::get(&self.state.pool, id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bill payment vanished")))?;
+        let body = self.body_of(&row).await?;
+        Ok(if row.status == "processing" {
+            BillPaymentResponse::Accepted(Json(body))
+        } else {
+            BillPaymentResponse::Created(Json(body))
+        })
     }
 
     /// A bill payment of the caller's.

@@ -1,8 +1,6 @@
 //! `/api/v1/deposits`: money in through the payment gateway's hosted page. Deposits by bank transfer into a
 //! wallet's account number arrive by the gateway's signed webhook and are listed here too.
 
-use std::time::Duration;
-
 use paycore_jobs::{
     deposit::{self, DepositRejection, DepositRow},
     money::Amount,
@@ -20,7 +18,7 @@ use super::{amount_of, list_limit, parse_id, transfers::Money, ApiTag};
 use crate::{
     error::{ApiError, ApiResult},
     events,
-    idempotent::{self, CreateAction, CreateError, Created, Outcome},
+    idempotent::{self, CreateAction, CreateError, Created, Finished},
     security::BearerAuth,
     AppState,
 };
@@ -147,6 +145,16 @@ impl CreateAction for CreateDeposit {
 }
 
 impl DepositsApi {
+    /// The caller's deposit `raw_id`, or 404.
+    async fn owned(&self, caller: &BearerAuth, raw_id: &str) -> ApiResult<DepositRow> {
+        let not_found = || ApiError::not_found("deposit_not_found", "No such deposit.");
+        let id = parse_id(raw_id, "deposit_id").map_err(|_| not_found())?;
+        deposit::get(&self.state.pool, id)
+            .await?
+            .filter(|d| d.user_id == caller.0.user_id)
+            .ok_or_else(not_found)
+    }
+
     async fn body_of(&self, row: &DepositRow) -> ApiResult<DepositBody> {
         let op = operation::get(&self.state.pool, row.deposit_id).await?;
         Ok(DepositBody::new(row, op.as_ref()))
@@ -201,16 +209,28 @@ impl DepositsApi {
             amount,
             return_url,
         };
-        match idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await? {
-            Outcome::Created(created) => {
-                let wait = events::parse_prefer_wait(prefer.0.as_deref());
-                self.respond(created.operation_id, wait).await
-            }
-            Outcome::Stored { status, body } if status < 300 => Ok(DepositResponse::Accepted(
-                Json(idempotent::replay_body(body)?),
-            )),
-            Outcome::Stored { status, body } => Err(idempotent::replay_error(status, body)),
-        }
+        let outcome =
+            idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await?;
+        let id = match idempotent::finish(
+            &self.state,
+            outcome,
+            prefer.0.as_deref(),
+            DepositResponse::Accepted,
+        )
+        .await?
+        {
+            Finished::Created(id) => id,
+            Finished::Replayed(response) => return Ok(response),
+        };
+        let row = deposit::get(&self.state.pool, id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("deposit vanished")))?;
+        let body = self.body_of(&row).await?;
+        Ok(if row.status == "initializing" {
+            DepositResponse::Accepted(Json(body))
+        } else {
+            DepositResponse::Created(Json(body))
+        })
     }
 
     /// A deposit of the caller's.
@@ -220,12 +240,7 @@ impl DepositsApi {
         caller: BearerAuth,
         deposit_id: Path<String>,
     ) -> ApiResult<Json<DepositBody>> {
-        let not_found = || ApiError::not_found("deposit_not_found", "No such deposit.");
-        let id = parse_id(&deposit_id, "deposit_id").map_err(|_| not_found())?;
-        let row = deposit::get(&self.state.pool, id)
-            .await?
-            .filter(|d| d.user_id == caller.0.user_id)
-            .ok_or_else(not_found)?;
+        let row = self.owned(&caller, &deposit_id).await?;
         Ok(Json(self.body_of(&row).await?))
     }
 
@@ -238,12 +253,8 @@ impl DepositsApi {
         deposit_id: Path<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
     ) -> ApiResult<Json<DepositBody>> {
-        let not_found = || ApiError::not_found("deposit_not_found", "No such deposit.");
-        let id = parse_id(&deposit_id, "deposit_id").map_err(|_| not_found())?;
-        let row = deposit::get(&self.state.pool, id)
-            .await?
-            .filter(|d| d.user_id == caller.0.user_id)
-            .ok_or_else(not_found)?;
+        let row = self.owned(&caller, &deposit_id).await?;
+        let id = row.deposit_id;
         if row.status == "requires_action" {
             deposit::request_verification(&self.state.pool, id).await?;
             if let Some(wait) = events::parse_prefer_wait(prefer.0.as_deref()) {
@@ -288,26 +299,5 @@ impl DepositsApi {
             .map(|row| DepositBody::new(row, ops.get(&row.deposit_id)))
             .collect();
         Ok(Json(DepositList { data, has_more }))
-    }
-}
-
-impl DepositsApi {
-    async fn respond(
-        &self,
-        deposit_id: Uuid,
-        wait: Option<Duration>,
-    ) -> ApiResult<DepositResponse> {
-        if let Some(wait) = wait {
-            events::wait_settled(&self.state.pool, &self.state.events, deposit_id, wait).await?;
-        }
-        let row = deposit::get(&self.state.pool, deposit_id)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("deposit vanished")))?;
-        let body = self.body_of(&row).await?;
-        Ok(if row.status == "initializing" {
-            DepositResponse::Accepted(Json(body))
-        } else {
-            DepositResponse::Created(Json(body))
-        })
     }
 }

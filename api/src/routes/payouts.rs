@@ -19,8 +19,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
-    events,
-    idempotent::{self, CreateAction, CreateError, Created, Outcome},
+    idempotent::{self, CreateAction, CreateError, Created, Finished},
     security::BearerAuth,
     AppState,
 };
@@ -301,27 +300,28 @@ impl PayoutsApi {
                 pin: body.pin.clone(),
             },
         };
-        match idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await? {
-            Outcome::Created(created) => {
-                let id = created.operation_id;
-                if let Some(wait) = events::parse_prefer_wait(prefer.0.as_deref()) {
-                    events::wait_settled(&self.state.pool, &self.state.events, id, wait).await?;
-                }
-                let row = payout::get(&self.state.pool, id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("payout vanished")))?;
-                let body = self.body_of(&row).await?;
-                Ok(if row.status == "processing" {
-                    PayoutResponse::Accepted(Json(body))
-                } else {
-                    PayoutResponse::Created(Json(body))
-                })
-            }
-            Outcome::Stored { status, body } if status < 300 => Ok(PayoutResponse::Accepted(Json(
-                idempotent::replay_body(body)?,
-            ))),
-            Outcome::Stored { status, body } => Err(idempotent::replay_error(status, body)),
-        }
+        let outcome =
+            idempotent::create(&self.state, caller.0.user_id, &key, &hash, &action).await?;
+        let id = match idempotent::finish(
+            &self.state,
+            outcome,
+            prefer.0.as_deref(),
+            PayoutResponse::Accepted,
+        )
+        .await?
+        {
+            Finished::Created(id) => id,
+            Finished::Replayed(response) => return Ok(response),
+        };
+        let row = payout::get(&self.state.pool, id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("payout vanished")))?;
+        let body = self.body_of(&row).await?;
+        Ok(if row.status == "processing" {
+            PayoutResponse::Accepted(Json(body))
+        } else {
+            PayoutResponse::Created(Json(body))
+        })
     }
 
     /// A payout of the caller's.
