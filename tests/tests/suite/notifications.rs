@@ -648,12 +648,12 @@ async fn preferences_mute_channels_but_never_security_mail_and_the_inbox_works()
 
 #[tokio::test]
 async fn push_goes_through_fcm_http_v1_and_unregistered_tokens_are_removed() {
-    let public_key = include_str!("../fixtures/fcm-test-public.pem");
+    let public_key = include_str!("../../fixtures/fcm-test-public.pem");
     let (fake, fcm_url) = FakeFcm::start(public_key, "paycore-test")
         .await
         .expect("fake fcm");
     let mut account: Value =
-        serde_json::from_str(include_str!("../fixtures/fcm-test-service-account.json"))
+        serde_json::from_str(include_str!("../../fixtures/fcm-test-service-account.json"))
             .expect("fixture");
     account["token_uri"] = json!(format!("{fcm_url}/token"));
     let account = account.to_string();

@@ -1,0 +1,13 @@
+//! PayCore's integration tests, linked into one binary: each test binary links the whole product, so one binary
+//! instead of nine keeps a cold build's linking time and disk use down. cargo-nextest still runs every test in its
+//! own process.
+
+mod api_basics;
+mod dashboard;
+mod engine;
+mod ledger;
+mod money;
+mod money_rules;
+mod notifications;
+mod processes;
+mod providers;
