@@ -107,6 +107,8 @@ pub struct LevelResult {
     pub errors: u64,
     pub throughput_per_s: f64,
     pub latency: Percentiles,
+    /// CPU time spent per settled request, by process, while this level ran (set by the scenario).
+    pub cpu_ms_per_settled: Option<crate::system::CpuSplit>,
 }
 
 /// Runs `clients` loops of `request` for `duration`, printing progress every second.
@@ -189,6 +191,7 @@ where
         errors,
         throughput_per_s: settled as f64 / seconds,
         latency: percentiles(latencies),
+        cpu_ms_per_settled: None,
     }
 }
 

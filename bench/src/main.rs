@@ -120,7 +120,8 @@ async fn transfers(options: &Options) -> anyhow::Result<ScenarioResult> {
     let mut accepted = 0;
     for clients in levels {
         let (users, client, base) = (Arc::clone(&users), client.clone(), system.base_url.clone());
-        let level = http::drive(
+        let cpu_before = system.cpu();
+        let mut level = http::drive(
             "transfers",
             clients,
             Duration::from_secs(seconds),
@@ -134,6 +135,7 @@ async fn transfers(options: &Options) -> anyhow::Result<ScenarioResult> {
             },
         )
         .await;
+        level.cpu_ms_per_settled = system.cpu().per_request_since(&cpu_before, level.settled);
         accepted += level.settled + level.accepted_unsettled;
         eprintln!(
             "api resident memory after {clients} clients: {:.0} MiB",
@@ -178,7 +180,8 @@ async fn hot_wallet(options: &Options) -> anyhow::Result<ScenarioResult> {
             let (users, client, base) =
                 (Arc::clone(&users), client.clone(), system.base_url.clone());
             let inbound = direction == "into";
-            let level = http::drive(
+            let cpu_before = system.cpu();
+            let mut level = http::drive(
                 &format!("hot wallet, {direction}"),
                 clients,
                 Duration::from_secs(seconds),
@@ -198,6 +201,7 @@ async fn hot_wallet(options: &Options) -> anyhow::Result<ScenarioResult> {
                 },
             )
             .await;
+            level.cpu_ms_per_settled = system.cpu().per_request_since(&cpu_before, level.settled);
             accepted += level.settled + level.accepted_unsettled;
             measurements.extend(level_measurements(
                 &format!("payments {direction} one merchant wallet"),
@@ -232,7 +236,8 @@ async fn register(options: &Options) -> anyhow::Result<ScenarioResult> {
     let mut measurements = Vec::new();
     for clients in levels {
         let (client, base) = (client.clone(), system.base_url.clone());
-        let level = http::drive("register", clients, Duration::from_secs(seconds), move |_| {
+        let cpu_before = system.cpu();
+        let mut level = http::drive("register", clients, Duration::from_secs(seconds), move |_| {
             let (client, base) = (client.clone(), base.clone());
             async move {
                 let email = format!("burst-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -245,6 +250,7 @@ async fn register(options: &Options) -> anyhow::Result<ScenarioResult> {
             }
         })
         .await;
+        level.cpu_ms_per_settled = system.cpu().per_request_since(&cpu_before, level.settled);
         measurements.push(Measurement {
             name: format!("registrations, {clients} clients (each credits the bonus from the subsidy account)"),
             value: level.throughput_per_s,

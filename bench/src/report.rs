@@ -154,6 +154,17 @@ pub fn markdown(result: &ScenarioResult) -> String {
             ));
         }
     }
+    if result.levels.iter().any(|l| l.cpu_ms_per_settled.is_some()) {
+        out.push_str("\nCPU per settled request (ms; two cores give 2,000 ms of CPU per second):\n\n| level | api | worker | PostgreSQL | benchmark client | other | total |\n|---|---|---|---|---|---|---|\n");
+        for level in &result.levels {
+            if let Some(cpu) = level.cpu_ms_per_settled {
+                out.push_str(&format!(
+                    "| {} clients | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                    level.clients, cpu.api, cpu.worker, cpu.postgres, cpu.bench, cpu.other, cpu.total
+                ));
+            }
+        }
+    }
     if let Some((api, worker)) = result.peak_rss_mib {
         out.push_str(&format!(
             "\nPeak resident memory: api {api:.0} MiB, worker {worker:.0} MiB\n"

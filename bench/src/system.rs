@@ -124,6 +124,17 @@ impl System {
         rss_kb(self.api.id()) as f64 / 1024.0
     }
 
+    /// CPU time used so far by the api, the worker, PostgreSQL's processes, this benchmark, and the whole machine.
+    pub fn cpu(&self) -> CpuTicks {
+        CpuTicks {
+            api: process_ticks(self.api.id()),
+            worker: process_ticks(self.worker.id()),
+            postgres: postgres_ticks(),
+            bench: process_ticks(std::process::id()),
+            machine: machine_busy_ticks(),
+        }
+    }
+
     /// Peak resident memory of (api, worker) in MiB since start.
     pub fn peak_rss_mib(&self) -> (f64, f64) {
         (
@@ -194,4 +205,96 @@ pub async fn pgbench_ceiling(database_url: &str, seconds: u64) -> anyhow::Result
         .and_then(|line| line.split_whitespace().nth(2))
         .and_then(|tps| tps.parse().ok())
         .context("pgbench printed no tps")
+}
+
+/// Cumulative CPU clock ticks (user + system) of the processes that matter.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTicks {
+    api: u64,
+    worker: u64,
+    postgres: u64,
+    bench: u64,
+    machine: u64,
+}
+
+/// CPU milliseconds per settled request, by process, between two readings.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CpuSplit {
+    pub api: f64,
+    pub worker: f64,
+    pub postgres: f64,
+    pub bench: f64,
+    /// Everything else on the machine (the kernel's own threads, other processes).
+    pub other: f64,
+    pub total: f64,
+}
+
+/// Linux's USER_HZ, the unit of /proc's CPU times, is 100 on every architecture Rust targets here.
+const MS_PER_TICK: f64 = 10.0;
+
+impl CpuTicks {
+    pub fn per_request_since(&self, earlier: &CpuTicks, requests: u64) -> Option<CpuSplit> {
+        if requests == 0 {
+            return None;
+        }
+        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 * MS_PER_TICK / requests as f64;
+        let api = per(self.api, earlier.api);
+        let worker = per(self.worker, earlier.worker);
+        let postgres = per(self.postgres, earlier.postgres);
+        let bench = per(self.bench, earlier.bench);
+        let total = per(self.machine, earlier.machine);
+        Some(CpuSplit {
+            api,
+            worker,
+            postgres,
+            bench,
+            other: (total - api - worker - postgres - bench).max(0.0),
+            total,
+        })
+    }
+}
+
+/// utime + stime of one process, from /proc/<pid>/stat (fields 14 and 15, after the parenthesised name).
+fn process_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// CPU ticks of every running PostgreSQL process (backends, WAL writer, checkpointer, …). Backends that exited
+/// between readings are not counted; the benchmark's processes hold their connections for the whole run.
+fn postgres_ticks() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .map(process_ticks)
+        .sum()
+}
+
+/// Busy ticks of the whole machine (everything but idle and iowait), from /proc/stat.
+fn machine_busy_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().next()?;
+            let values: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            Some(values.iter().take(8).sum::<u64>() - values.get(3)? - values.get(4)?)
+        })
+        .unwrap_or(0)
 }

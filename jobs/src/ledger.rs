@@ -181,6 +181,7 @@ fn add(counter: &mut i64, value: i64) -> Result<(), LedgerError> {
 
 #[derive(sqlx::FromRow)]
 struct PendingRow {
+    transfer_id: Uuid,
     debit_account_id: AccountId,
     credit_account_id: AccountId,
     amount: i64,
@@ -188,14 +189,38 @@ struct PendingRow {
     resolved: bool,
 }
 
+/// A locked account's currency and what its no-overdraft rule needs.
+#[derive(sqlx::FromRow)]
+struct LockedAccount {
+    account_id: AccountId,
+    currency: String,
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_posted: i64,
+    debits_must_not_exceed_credits: bool,
+}
+
+impl LockedAccount {
+    fn would_overdraw(&self, delta: &Delta) -> bool {
+        let debits = self
+            .debits_pending
+            .saturating_add(delta.debits_pending)
+            .saturating_add(self.debits_posted)
+            .saturating_add(delta.debits_posted);
+        self.debits_must_not_exceed_credits
+            && debits > self.credits_posted.saturating_add(delta.credits_posted)
+    }
+}
+
 /// Applies `transfers` in the caller's transaction, all or none, and returns their ids in order.
+///
+/// Four statements whatever the batch's size: read the holds being resolved, lock the accounts (in id order),
+/// update every account's counters, insert every transfer.
 pub async fn post_tx(
     tx: &mut PgConnection,
     transfers: &[NewTransfer],
 ) -> Result<Vec<Uuid>, LedgerError> {
     // Counter changes per account; holds being resolved add theirs below from the pending rows.
-    // Held amounts of the holds this batch resolves.
-    let mut resolved: Vec<(Uuid, i64)> = Vec::with_capacity(transfers.len());
     let mut deltas: BTreeMap<AccountId, Delta> = BTreeMap::new();
     for transfer in transfers {
         if transfer.debit == transfer.credit {
@@ -214,28 +239,47 @@ pub async fn post_tx(
             Flow::PostPending { .. } | Flow::VoidPending { .. } => {}
         }
     }
+
+    // Held amounts of the holds this batch resolves.
+    let mut resolved: Vec<(Uuid, i64)> = Vec::with_capacity(transfers.len());
+    let pending_ids: Vec<Uuid> = transfers
+        .iter()
+        .filter_map(|transfer| match &transfer.flow {
+            Flow::PostPending { pending_id, .. } | Flow::VoidPending { pending_id } => {
+                Some(*pending_id)
+            }
+            _ => None,
+        })
+        .collect();
+    let pending_rows: Vec<PendingRow> = if pending_ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "select p.transfer_id, p.debit_account_id, p.credit_account_id, p.amount, p.currency,
+                    exists(select 1 from ledger_transfer r where r.pending_id = p.transfer_id) as resolved
+             from ledger_transfer p where p.transfer_id = any($1) and p.flow = 'pending'",
+        )
+        .bind(&pending_ids)
+        .fetch_all(&mut *tx)
+        .await?
+    };
     for transfer in transfers {
         let (pending_id, post_amount) = match &transfer.flow {
             Flow::PostPending { pending_id, amount } => (*pending_id, Some(amount.minor())),
             Flow::VoidPending { pending_id } => (*pending_id, None),
             _ => continue,
         };
-        let row: Option<PendingRow> = sqlx::query_as(
-            "select p.debit_account_id, p.credit_account_id, p.amount, p.currency,
-                    exists(select 1 from ledger_transfer r where r.pending_id = p.transfer_id) as resolved
-             from ledger_transfer p where p.transfer_id = $1 and p.flow = 'pending'",
-        )
-        .bind(pending_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or(LedgerError::PendingNotFound(pending_id))?;
+        let row = pending_rows
+            .iter()
+            .find(|row| row.transfer_id == pending_id)
+            .ok_or(LedgerError::PendingNotFound(pending_id))?;
         if row.debit_account_id != transfer.debit
             || row.credit_account_id != transfer.credit
             || row.currency != transfer.currency.code()
         {
             return Err(LedgerError::PendingNotFound(pending_id));
         }
-        if row.resolved {
+        if row.resolved || resolved.iter().any(|(id, _)| *id == pending_id) {
             return Err(LedgerError::AlreadyResolved(pending_id));
         }
         let moved = post_amount.unwrap_or(0);
@@ -258,56 +302,64 @@ pub async fn post_tx(
     // Lock every account in id order (the BTreeMap's order) and check currencies. `no key update` lets the
     // foreign-key checks of concurrent transfer inserts through.
     let ids: Vec<AccountId> = deltas.keys().copied().collect();
-    let currencies: Vec<(AccountId, String)> = sqlx::query_as(
-        "select account_id, currency from ledger_account where account_id = any($1) order by account_id for no key update",
+    let locked: Vec<LockedAccount> = sqlx::query_as(
+        "select account_id, currency, debits_pending, debits_posted, credits_posted, debits_must_not_exceed_credits
+         from ledger_account where account_id = any($1) order by account_id for no key update",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    if currencies.len() != ids.len() {
+    if locked.len() != ids.len() {
         return Err(LedgerError::CurrencyMismatch);
     }
     for transfer in transfers {
         for account in [transfer.debit, transfer.credit] {
-            let matches = currencies
+            let matches = locked
                 .iter()
-                .any(|(id, currency)| *id == account && currency == transfer.currency.code());
+                .any(|a| a.account_id == account && a.currency == transfer.currency.code());
             if !matches {
                 return Err(LedgerError::CurrencyMismatch);
             }
         }
     }
 
-    let mut balances: BTreeMap<AccountId, i64> = BTreeMap::new();
-    for (account, delta) in &deltas {
-        let result: Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "update ledger_account set debits_pending = debits_pending + $2, debits_posted = debits_posted + $3,
-                 credits_pending = credits_pending + $4, credits_posted = credits_posted + $5
-             where account_id = $1 returning credits_posted - debits_posted",
-        )
-        .bind(account)
-        .bind(delta.debits_pending)
-        .bind(delta.debits_posted)
-        .bind(delta.credits_pending)
-        .bind(delta.credits_posted)
-        .fetch_one(&mut *tx)
-        .await;
-        match result {
-            Ok(balance) => {
-                balances.insert(*account, balance);
-            }
-            Err(error)
-                if constraint_of(&error).as_deref() == Some("ledger_account_no_overdraft") =>
-            {
-                return Err(LedgerError::InsufficientFunds(*account));
-            }
-            Err(error) => return Err(error.into()),
+    // Every account's counters in one statement. The CHECK constraint is what forbids an overdraft; the locked
+    // counters only name the account when it fires.
+    let columns = |f: fn(&Delta) -> i64| deltas.values().map(f).collect::<Vec<i64>>();
+    let updated: Result<Vec<(AccountId, i64)>, sqlx::Error> = sqlx::query_as(
+        "update ledger_account a set debits_pending = a.debits_pending + d.debits_pending,
+             debits_posted = a.debits_posted + d.debits_posted,
+             credits_pending = a.credits_pending + d.credits_pending,
+             credits_posted = a.credits_posted + d.credits_posted
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+              as d(account_id, debits_pending, debits_posted, credits_pending, credits_posted)
+         where a.account_id = d.account_id
+         returning a.account_id, a.credits_posted - a.debits_posted",
+    )
+    .bind(&ids)
+    .bind(columns(|d| d.debits_pending))
+    .bind(columns(|d| d.debits_posted))
+    .bind(columns(|d| d.credits_pending))
+    .bind(columns(|d| d.credits_posted))
+    .fetch_all(&mut *tx)
+    .await;
+    let balances: BTreeMap<AccountId, i64> = match updated {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(error) if constraint_of(&error).as_deref() == Some("ledger_account_no_overdraft") => {
+            let overdrawn = locked
+                .iter()
+                .find(|a| deltas.get(&a.account_id).is_some_and(|d| a.would_overdraw(d)))
+                .or_else(|| locked.iter().find(|a| a.debits_must_not_exceed_credits))
+                .map(|a| a.account_id)
+                .unwrap_or_default();
+            return Err(LedgerError::InsufficientFunds(overdrawn));
         }
-    }
+        Err(error) => return Err(error.into()),
+    };
 
-    let mut ids_out = Vec::with_capacity(transfers.len());
+    // Every transfer in one statement.
+    let mut rows = NewRows::default();
     for transfer in transfers {
-        let transfer_id = Uuid::now_v7();
         let (flow, amount, pending_id, expires_at) = match &transfer.flow {
             Flow::Posted(amount) => ("posted", amount.minor(), None, None),
             Flow::Pending { amount, expires_at } => ("pending", amount.minor(), None, *expires_at),
@@ -323,37 +375,68 @@ pub async fn post_tx(
                 ("void_pending", held, Some(*pending_id), None)
             }
         };
-        let inserted = sqlx::query(
-            "insert into ledger_transfer (transfer_id, flow, debit_account_id, credit_account_id, amount, currency,
-                 pending_id, code, operation_id, expires_at, debit_balance_after, credit_balance_after)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(transfer_id)
-        .bind(flow)
-        .bind(transfer.debit)
-        .bind(transfer.credit)
-        .bind(amount)
-        .bind(transfer.currency.code())
-        .bind(pending_id)
-        .bind(transfer.code)
-        .bind(transfer.operation_id)
-        .bind(expires_at)
-        .bind(balances.get(&transfer.debit).copied().unwrap_or(0))
-        .bind(balances.get(&transfer.credit).copied().unwrap_or(0))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => ids_out.push(transfer_id),
-            // Two resolutions raced for one hold: the unique index lets exactly one through.
-            Err(error)
-                if constraint_of(&error).as_deref() == Some("ledger_transfer_resolved_once") =>
-            {
-                return Err(LedgerError::AlreadyResolved(pending_id.unwrap_or_default()));
-            }
-            Err(error) => return Err(error.into()),
-        }
+        rows.transfer_id.push(Uuid::now_v7());
+        rows.flow.push(flow);
+        rows.debit.push(transfer.debit);
+        rows.credit.push(transfer.credit);
+        rows.amount.push(amount);
+        rows.currency.push(transfer.currency.code());
+        rows.pending_id.push(pending_id);
+        rows.code.push(transfer.code);
+        rows.operation_id.push(transfer.operation_id);
+        rows.expires_at.push(expires_at);
+        rows.debit_balance_after
+            .push(balances.get(&transfer.debit).copied().unwrap_or(0));
+        rows.credit_balance_after
+            .push(balances.get(&transfer.credit).copied().unwrap_or(0));
     }
-    Ok(ids_out)
+    let inserted = sqlx::query(
+        "insert into ledger_transfer (transfer_id, flow, debit_account_id, credit_account_id, amount, currency,
+             pending_id, code, operation_id, expires_at, debit_balance_after, credit_balance_after)
+         select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
+             $7::uuid[], $8::text[], $9::uuid[], $10::timestamptz[], $11::bigint[], $12::bigint[])",
+    )
+    .bind(&rows.transfer_id)
+    .bind(&rows.flow)
+    .bind(&rows.debit)
+    .bind(&rows.credit)
+    .bind(&rows.amount)
+    .bind(&rows.currency)
+    .bind(&rows.pending_id)
+    .bind(&rows.code)
+    .bind(&rows.operation_id)
+    .bind(&rows.expires_at)
+    .bind(&rows.debit_balance_after)
+    .bind(&rows.credit_balance_after)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(rows.transfer_id),
+        // Two resolutions raced for one hold: the unique index lets exactly one through.
+        Err(error) if constraint_of(&error).as_deref() == Some("ledger_transfer_resolved_once") => {
+            Err(LedgerError::AlreadyResolved(
+                pending_ids.first().copied().unwrap_or_default(),
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The columns of a batch of new ledger transfers.
+#[derive(Default)]
+struct NewRows {
+    transfer_id: Vec<Uuid>,
+    flow: Vec<&'static str>,
+    debit: Vec<AccountId>,
+    credit: Vec<AccountId>,
+    amount: Vec<i64>,
+    currency: Vec<&'static str>,
+    pending_id: Vec<Option<Uuid>>,
+    code: Vec<&'static str>,
+    operation_id: Vec<Option<Uuid>>,
+    expires_at: Vec<Option<DateTime<Utc>>>,
+    debit_balance_after: Vec<i64>,
+    credit_balance_after: Vec<i64>,
 }
 
 /// A wallet account's balances.

@@ -106,17 +106,22 @@ impl JobContext {
         &self,
         tx: &mut sqlx::PgConnection,
     ) -> Result<i32, JobError> {
-        let held: Option<i32> = sqlx::query_scalar(
-            "select max_attempts from apalis.jobs
-             where id = $1 and lock_by = $2 and attempts = $3 and status in ('Queued', 'Running')
-             for update",
+        // Found by primary key only, the lease compared in the select list: with the lease in the where clause the
+        // planner may walk every row this worker ever locked through the lock_by index.
+        let row: Option<(i32, bool)> = sqlx::query_as(
+            "select max_attempts,
+                    coalesce(lock_by = $2 and attempts = $3 and status in ('Queued', 'Running'), false)
+             from apalis.jobs where id = $1 for update",
         )
         .bind(&self.job_id)
         .bind(&self.worker)
         .bind(self.attempts_before)
         .fetch_optional(&mut *tx)
         .await?;
-        held.ok_or(JobError::LeaseLost)
+        match row {
+            Some((max_attempts, true)) => Ok(max_attempts),
+            _ => Err(JobError::LeaseLost),
+        }
     }
 }
 
