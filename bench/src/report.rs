@@ -160,7 +160,13 @@ pub fn markdown(result: &ScenarioResult) -> String {
             if let Some(cpu) = level.cpu_ms_per_settled {
                 out.push_str(&format!(
                     "| {} clients | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                    level.clients, cpu.api, cpu.worker, cpu.postgres, cpu.bench, cpu.other, cpu.total
+                    level.clients,
+                    cpu.api,
+                    cpu.worker,
+                    cpu.postgres,
+                    cpu.bench,
+                    cpu.other,
+                    cpu.total
                 ));
             }
         }

@@ -237,7 +237,8 @@ impl CpuTicks {
         if requests == 0 {
             return None;
         }
-        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 * MS_PER_TICK / requests as f64;
+        let per =
+            |now: u64, then: u64| now.saturating_sub(then) as f64 * MS_PER_TICK / requests as f64;
         let api = per(self.api, earlier.api);
         let worker = per(self.worker, earlier.worker);
         let postgres = per(self.postgres, earlier.postgres);

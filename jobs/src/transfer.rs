@@ -592,11 +592,8 @@ pub async fn settle(
             operation_id: Some(row.transfer_id),
         });
     }
-    match ledger::post_tx(&mut tx, &moves).await {
-        Ok(_) => {}
-        Err(error) if error.is_retryable() => return Err(JobError::transient(error)),
-        Err(error) => return Err(JobError::permanent("ledger_rejected", error.to_string())),
-    }
+    // The bookkeeping first and the ledger last: the accounts' row locks, which concurrent transfers of the same
+    // wallets queue on, are then held only from the posting to the commit.
     let final_status = if post { "completed" } else { status.as_str() };
     sqlx::query("update transfer set status = $2, updated_at = now() where transfer_id = $1")
         .bind(row.transfer_id)
@@ -610,7 +607,7 @@ pub async fn settle(
             &serde_json::json!({"transfer_id": row.transfer_id}),
         )
         .await?;
-        notify_settled_tx(&mut tx, row, &settling.parties, &config).await?;
+        notify_settled_tx(&mut tx, row, &settling.parties).await?;
     } else {
         let (code, message) = if status == "rejected" {
             ("transfer_rejected", "the recipient rejected the transfer")
@@ -618,6 +615,20 @@ pub async fn settle(
             ("transfer_expired", "the recipient did not answer in time")
         };
         operation::fail_tx(&mut tx, row.transfer_id, code, message).await?;
+    }
+    match ledger::post_tx(&mut tx, &moves).await {
+        Ok(_) => {}
+        Err(error) if error.is_retryable() => return Err(JobError::transient(error)),
+        Err(error) => return Err(JobError::permanent("ledger_rejected", error.to_string())),
+    }
+    if post {
+        crate::notify::low_balance_tx(
+            &mut tx,
+            row.from_wallet_id,
+            row.amount.saturating_add(row.fee),
+            config.notifications.low_balance_threshold_minor,
+        )
+        .await?;
     }
     tx.commit().await?;
     operation::announce(&ctx.pool, &[row.transfer_id]).await;
@@ -660,46 +671,35 @@ async fn parties_tx(tx: &mut PgConnection, row: &TransferRow) -> Result<Parties,
     .await
 }
 
-/// Tells both sides of a posted transfer, and warns the sender of a low balance.
+/// Tells both sides of a posted transfer.
 async fn notify_settled_tx(
     tx: &mut PgConnection,
     row: &TransferRow,
     parties: &Parties,
-    config: &crate::config::Config,
 ) -> Result<(), sqlx::Error> {
     use crate::notify::{self, Event};
-    notify::notify_tx(
+    let sent = Event::TransferSent {
+        amount: row.amount,
+        fee: row.fee,
+        currency: row.currency.clone(),
+        counterparty: format!("{} ({})", parties.recipient_name, parties.recipient_account),
+        reference: row.transfer_id,
+    };
+    let received = Event::TransferReceived {
+        amount: row.amount,
+        currency: row.currency.clone(),
+        counterparty: parties.sender_name.clone(),
+        reference: row.transfer_id,
+    };
+    notify::notify_many_tx(
         tx,
-        parties.sender_id,
-        &Event::TransferSent {
-            amount: row.amount,
-            fee: row.fee,
-            currency: row.currency.clone(),
-            counterparty: format!("{} ({})", parties.recipient_name, parties.recipient_account),
-            reference: row.transfer_id,
-        },
-        Some(row.transfer_id),
+        &[
+            (parties.sender_id, &sent, Some(row.transfer_id)),
+            (parties.recipient_id, &received, Some(row.transfer_id)),
+        ],
     )
     .await?;
-    notify::notify_tx(
-        tx,
-        parties.recipient_id,
-        &Event::TransferReceived {
-            amount: row.amount,
-            currency: row.currency.clone(),
-            counterparty: parties.sender_name.clone(),
-            reference: row.transfer_id,
-        },
-        Some(row.transfer_id),
-    )
-    .await?;
-    notify::low_balance_tx(
-        tx,
-        row.from_wallet_id,
-        row.amount.saturating_add(row.fee),
-        config.notifications.low_balance_threshold_minor,
-    )
-    .await
+    Ok(())
 }
 
 /// The `transfers.expire` handler.

@@ -105,6 +105,37 @@ pub type JobId = String;
 
 /// Enqueues `job` on the caller's transaction and returns its id.
 pub async fn enqueue_tx(tx: &mut PgConnection, job: NewJob) -> Result<JobId, EnqueueError> {
+    let queue = job.queue;
+    let (id, task) = task_of(job)?;
+    push(tx, queue, vec![task]).await?;
+    Ok(id)
+}
+
+/// Enqueues several jobs in the caller's transaction with one insert per queue.
+pub async fn enqueue_many_tx(
+    tx: &mut PgConnection,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<JobId>, EnqueueError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut by_queue: Vec<(Queue, Vec<_>)> = Vec::new();
+    for job in jobs {
+        let queue = job.queue;
+        let (id, task) = task_of(job)?;
+        ids.push(id);
+        match by_queue.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, tasks)) => tasks.push(task),
+            None => by_queue.push((queue, vec![task])),
+        }
+    }
+    for (queue, tasks) in by_queue {
+        push(tx, queue, tasks).await?;
+    }
+    Ok(ids)
+}
+
+type Task = apalis_postgres::PgTask<Vec<u8>>;
+
+fn task_of(job: NewJob) -> Result<(JobId, Task), EnqueueError> {
     let bytes = serde_json::to_vec(&job.envelope).map_err(EnqueueError::Serialize)?;
     if bytes.len() > JOB_ARGS_BYTES_MAX {
         return Err(EnqueueError::TooLarge(bytes.len()));
@@ -121,7 +152,11 @@ pub async fn enqueue_tx(tx: &mut PgConnection, job: NewJob) -> Result<JobId, Enq
     if let Some(key) = &job.idempotency_key {
         builder = builder.idempotency_key(key);
     }
-    apalis_postgres::queries::push_tasks(&mut *tx, job.queue.name(), vec![builder.build()])
+    Ok((id.to_string(), builder.build()))
+}
+
+async fn push(tx: &mut PgConnection, queue: Queue, tasks: Vec<Task>) -> Result<(), EnqueueError> {
+    apalis_postgres::queries::push_tasks(&mut *tx, queue.name(), tasks)
         .await
         .map_err(|error| {
             if is_unique_violation(&error) {
@@ -129,8 +164,7 @@ pub async fn enqueue_tx(tx: &mut PgConnection, job: NewJob) -> Result<JobId, Enq
             } else {
                 EnqueueError::Database(error)
             }
-        })?;
-    Ok(id.to_string())
+        })
 }
 
 /// Wakes the workers of `queues` (call it right after the transaction that enqueued their jobs commits). Sent

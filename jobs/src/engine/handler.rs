@@ -87,18 +87,37 @@ impl JobContext {
     /// worker has taken the job over, and it marks the job done, so commit it only on success.
     pub async fn begin_fenced(&self) -> Result<Transaction<'static, Postgres>, JobError> {
         let mut tx = self.pool.begin().await?;
-        self.check_lease_tx(&mut tx).await?;
-        sqlx::query(
-            "update apalis.jobs set status = 'Done', attempts = $2, done_at = now(),
-                 last_result = '{\"Ok\": null}'::jsonb
-             where id = $1",
+        // One round trip: lock the job row by primary key and check the lease (as `check_lease_tx` does), mark the
+        // job done and record the attempt only if the lease holds.
+        let held: Option<bool> = sqlx::query_scalar(
+            "with lease as (
+                 select id, coalesce(lock_by = $2 and attempts = $3 and status in ('Queued', 'Running'), false)
+                        as held
+                 from apalis.jobs where id = $1 for update
+             ), done as (
+                 update apalis.jobs j set status = 'Done', attempts = $4, done_at = now(),
+                     last_result = '{\"Ok\": null}'::jsonb
+                 from lease where j.id = lease.id and lease.held
+                 returning j.id
+             ), attempt as (
+                 insert into job_attempt (job_id, queue, kind, attempt, worker, outcome, started_at)
+                 select id, $5, $6, $4, $2, 'succeeded', $7 from done
+             )
+             select held from lease",
         )
         .bind(&self.job_id)
+        .bind(&self.worker)
+        .bind(self.attempts_before)
         .bind(self.attempt())
-        .execute(&mut *tx)
+        .bind(self.queue.name())
+        .bind(&self.kind)
+        .bind(self.started_at)
+        .fetch_optional(&mut *tx)
         .await?;
-        insert_attempt_tx(&mut tx, self, "succeeded", None, None).await?;
-        Ok(tx)
+        match held {
+            Some(true) => Ok(tx),
+            _ => Err(JobError::LeaseLost),
+        }
     }
 
     /// Locks the job row and checks that this run still holds its lease; returns the job's attempt limit.

@@ -9,6 +9,6 @@ pub mod queue;
 pub mod scheduler;
 pub mod worker;
 
-pub use enqueue::{enqueue_tx, wake, EnqueueError, Job, NewJob};
+pub use enqueue::{enqueue_many_tx, enqueue_tx, wake, EnqueueError, Job, NewJob};
 pub use handler::{JobContext, JobError, Registry};
 pub use queue::Queue;

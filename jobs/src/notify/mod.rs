@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
-    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
+    engine::{enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue},
     money::Currency,
 };
 
@@ -318,6 +318,7 @@ impl Event {
 
 #[derive(sqlx::FromRow)]
 struct Recipient {
+    user_id: Uuid,
     email: String,
     full_name: String,
     notify_email: bool,
@@ -334,68 +335,112 @@ pub async fn notify_tx(
     event: &Event,
     operation_id: Option<Uuid>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let Some(recipient): Option<Recipient> = sqlx::query_as(
-        "select email, full_name, notify_email, notify_push, notify_in_app,
+    let ids = notify_many_tx(tx, &[(user_id, event, operation_id)]).await?;
+    Ok(ids.into_iter().next().flatten())
+}
+
+/// [`notify_tx`] for several (recipient, event, operation) at once, in three statements whatever their number:
+/// the recipients' preferences and devices, the inbox rows, the e-mail and push jobs. Returns each one's inbox
+/// row id, in order.
+pub async fn notify_many_tx(
+    tx: &mut PgConnection,
+    items: &[(Uuid, &Event, Option<Uuid>)],
+) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+    let user_ids: Vec<Uuid> = items.iter().map(|(user_id, _, _)| *user_id).collect();
+    let recipients: Vec<Recipient> = sqlx::query_as(
+        "select user_id, email, full_name, notify_email, notify_push, notify_in_app,
                 coalesce((select array_agg(device_id) from push_device d where d.user_id = u.user_id), '{}') as devices
-         from app_user u where user_id = $1",
+         from app_user u where user_id = any($1)",
     )
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let mut context = event.context();
-    context["name"] = json!(recipient.full_name);
-    if event.is_security() || recipient.notify_email {
-        let job = NewJob::new(&email::SendEmail {
-            to: recipient.email.clone(),
-            template: event.kind().to_owned(),
-            context,
-        })
-        .map_err(crate::deposit::enqueue_to_sqlx)?;
-        enqueue_tx(tx, job)
+    .bind(&user_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut jobs = Vec::new();
+    let mut inbox = InboxRows::default();
+    let mut ids = Vec::with_capacity(items.len());
+    for (user_id, event, operation_id) in items {
+        let Some(recipient) = recipients.iter().find(|r| r.user_id == *user_id) else {
+            ids.push(None);
+            continue;
+        };
+        let mut context = event.context();
+        context["name"] = json!(recipient.full_name);
+        if event.is_security() || recipient.notify_email {
+            jobs.push(
+                NewJob::new(&email::SendEmail {
+                    to: recipient.email.clone(),
+                    template: event.kind().to_owned(),
+                    context,
+                })
+                .map_err(crate::deposit::enqueue_to_sqlx)?,
+            );
+        }
+        if event.email_only() {
+            ids.push(None);
+            continue;
+        }
+        let (title, body) = event.title_and_body();
+        let data = json!({"kind": event.kind(), "operation_id": operation_id});
+        if recipient.notify_in_app {
+            let id = Uuid::now_v7();
+            inbox.notification_id.push(id);
+            inbox.user_id.push(*user_id);
+            inbox.kind.push(event.kind());
+            inbox.title.push(title.clone());
+            inbox.body.push(body.clone());
+            inbox.data.push(data.clone());
+            inbox.operation_id.push(*operation_id);
+            ids.push(Some(id));
+        } else {
+            ids.push(None);
+        }
+        if recipient.notify_push {
+            for device_id in &recipient.devices {
+                jobs.push(
+                    NewJob::new(&push::SendPush {
+                        device_id: *device_id,
+                        title: title.clone(),
+                        body: body.clone(),
+                        data: data.clone(),
+                    })
+                    .map_err(crate::deposit::enqueue_to_sqlx)?,
+                );
+            }
+        }
+    }
+    if !inbox.notification_id.is_empty() {
+        sqlx::query(
+            "insert into notification (notification_id, user_id, kind, title, body, data, operation_id)
+             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::uuid[])",
+        )
+        .bind(&inbox.notification_id)
+        .bind(&inbox.user_id)
+        .bind(&inbox.kind)
+        .bind(&inbox.title)
+        .bind(&inbox.body)
+        .bind(&inbox.data)
+        .bind(&inbox.operation_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !jobs.is_empty() {
+        enqueue_many_tx(tx, jobs)
             .await
             .map_err(crate::deposit::enqueue_to_sqlx)?;
     }
-    if event.email_only() {
-        return Ok(None);
-    }
-    let (title, body) = event.title_and_body();
-    let data = json!({"kind": event.kind(), "operation_id": operation_id});
-    let mut notification_id = None;
-    if recipient.notify_in_app {
-        let id = Uuid::now_v7();
-        sqlx::query(
-            "insert into notification (notification_id, user_id, kind, title, body, data, operation_id)
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(user_id)
-        .bind(event.kind())
-        .bind(&title)
-        .bind(&body)
-        .bind(&data)
-        .bind(operation_id)
-        .execute(&mut *tx)
-        .await?;
-        notification_id = Some(id);
-    }
-    if recipient.notify_push {
-        for device_id in recipient.devices {
-            let job = NewJob::new(&push::SendPush {
-                device_id,
-                title: title.clone(),
-                body: body.clone(),
-                data: data.clone(),
-            })
-            .map_err(crate::deposit::enqueue_to_sqlx)?;
-            enqueue_tx(tx, job)
-                .await
-                .map_err(crate::deposit::enqueue_to_sqlx)?;
-        }
-    }
-    Ok(notification_id)
+    Ok(ids)
+}
+
+/// The columns of new inbox rows.
+#[derive(Default)]
+struct InboxRows {
+    notification_id: Vec<Uuid>,
+    user_id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    title: Vec<String>,
+    body: Vec<String>,
+    data: Vec<serde_json::Value>,
+    operation_id: Vec<Option<Uuid>>,
 }
 
 /// Warns the wallet's owner when a debit of `debited` took its available balance below the threshold (once per
