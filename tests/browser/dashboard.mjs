@@ -26,13 +26,24 @@ const browser = await chromium.launch({
          '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
 });
 
+// Clicks something that submits a form or follows a link, and waits for the page it leads to. (Waiting for the
+// load state instead races: the page being left is already loaded.)
+async function submit(page, selector) {
+  await Promise.all([page.waitForEvent('load'), page.click(selector)]);
+}
+
+// Whether an element shows up within a few seconds (isVisible alone does not wait).
+async function shows(page, selector) {
+  return page.locator(selector).waitFor({ state: 'visible', timeout: 10000 }).then(() => true, () => false);
+}
+
 async function signIn(email) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   await page.goto(`${base}/admin/login`);
   await page.fill('input[name=email]', email);
   await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForLoadState('load'), page.click('#sign-in')]);
+  await submit(page, '#sign-in');
   return { context, page };
 }
 
@@ -70,22 +81,22 @@ try {
   // The admin: overview, a dead job found by filter and retried, a bulk cancel with a confirmation, the audit.
   {
     const { context, page } = await signIn(env('ADMIN_EMAIL'));
-    check(await page.isVisible('#queues'), 'the overview shows the queues');
+    check(await shows(page, '#queues'), 'the overview shows the queues');
     check((await page.textContent('#queues')).includes('payments'), 'the payments queue is listed');
-    check(await page.isVisible('#throughput-chart'), 'the overview has its chart');
+    check(await shows(page, '#throughput-chart'), 'the overview has its chart');
     await page.screenshot({ path: env('SCREENSHOT'), fullPage: true });
 
     await page.goto(`${base}/admin/jobs`);
     await page.selectOption('#filter-state', 'dead');
     await page.fill('#filter-q', 'dead-marker');
-    await Promise.all([page.waitForLoadState('load'), page.click('#apply-filter')]);
+    await submit(page, '#apply-filter');
     const deadId = env('DEAD_JOB_ID');
     check((await page.textContent('#jobs')).includes(deadId), 'the dead job is found by its state and arguments');
     check((await page.locator('.job-row').count()) === 1, 'only the dead job matches');
-    await Promise.all([page.waitForLoadState('load'), page.click(`a[href="/admin/jobs/${deadId}"]`)]);
+    await submit(page, `a[href="/admin/jobs/${deadId}"]`);
     check((await page.textContent('#job-state')).trim() === 'dead', 'the job page says dead');
     check((await page.textContent('#attempts')).includes('probe failure'), 'the job page shows the error');
-    await Promise.all([page.waitForLoadState('load'), page.click('#job-retry')]);
+    await submit(page, '#job-retry');
     check((await page.textContent('#flash')).includes('retry: done'), 'the retry is acknowledged');
     await reloadUntil(page, async () => (await page.textContent('#job-state')).trim() === 'done', 'the retried job to complete');
     check(true, 'the retried job completed');
@@ -94,9 +105,9 @@ try {
     const expected = env('BULK_COUNT');
     await page.goto(`${base}/admin/jobs?state=scheduled&q=${marker}`);
     check((await page.textContent('#total')).includes(`${expected} matching`), `${expected} scheduled jobs match the filter`);
-    await Promise.all([page.waitForLoadState('load'), page.click('#bulk-cancel')]);
+    await submit(page, '#bulk-cancel');
     check((await page.textContent('#confirm-count')).trim() === expected, 'the confirmation states the count');
-    await Promise.all([page.waitForLoadState('load'), page.click('#confirm-button')]);
+    await submit(page, '#confirm-button');
     check((await page.textContent('#flash')).includes(`cancel: ${expected} job(s) done`), 'the bulk cancel is acknowledged');
     await page.goto(`${base}/admin/jobs?state=cancelled&q=${marker}`);
     check((await page.textContent('#total')).includes(`${expected} matching`), 'every matching job is cancelled');
@@ -116,7 +127,7 @@ try {
   // A read-only admin sees the buttons disabled, and the server refuses a forged action all the same.
   {
     const { context, page } = await signIn(env('READONLY_EMAIL'));
-    check(await page.isVisible('#readonly-notice'), 'read-only access is announced');
+    check(await shows(page, '#readonly-notice'), 'read-only access is announced');
     await page.goto(`${base}/admin/jobs`);
     check(await page.isDisabled('#bulk-retry'), 'bulk retry is disabled');
     check(await page.isDisabled('#bulk-cancel'), 'bulk cancel is disabled');
