@@ -21,9 +21,33 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use report::{machine, Measurement, Options, ScenarioResult};
 
+const USAGE: &str = "\
+usage: paycore-bench SCENARIO [--option value ...]   (build first: cargo build --release --bins)
+
+  transfers   [--clients 8,32,64] [--seconds 15] [--users 64] [--pgbench-seconds 20]
+  hot-wallet  [--clients 32] [--seconds 15]
+  register    [--clients 8,32] [--seconds 10]
+  queue       [--jobs 10000] [--pickups 200] [--seconds 5]
+
+Results go to bench-results/ as JSON, markdown and (HTTP scenarios) an SVG chart.";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    match run(&args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}\n\n{USAGE}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
     let scenario = args.first().map(String::as_str).unwrap_or("queue");
     let options = Options::parse(&args[1.min(args.len())..])?;
     let result = match scenario {
