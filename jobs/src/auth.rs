@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    password_hash::{rand_core::OsRng, PasswordHash, SaltString},
     Argon2,
 };
 use base64::Engine;
@@ -54,38 +54,104 @@ pub const PASSWORD_CHARS_MAX: usize = 128;
 
 /// Password hashing is memory-hard by design (19 MiB per hash) and CPU-heavy: at most this many run at once per
 /// process, so a burst of registrations or sign-ins queues instead of exhausting memory and starving requests.
-static HASHING_PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> =
+static HASHING_PERMITS: std::sync::LazyLock<(usize, tokio::sync::Semaphore)> =
     std::sync::LazyLock::new(|| {
-        tokio::sync::Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
+        let permits = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        (permits, tokio::sync::Semaphore::new(permits))
     });
 
 /// Runs `work` (hashing or verifying a secret) on the blocking pool, within the hashing limit.
 pub async fn with_hashing_permit<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
-    let _permit = HASHING_PERMITS.acquire().await.ok()?;
+    let _permit = HASHING_PERMITS.1.acquire().await.ok()?;
     tokio::task::spawn_blocking(work).await.ok()
 }
 
-pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)?
-        .to_string())
+/// argon2's working memory, kept and reused: one 19 MiB area per hashing permit. Allocating it for every hash
+/// let the allocator keep a stray copy per thread arena, so a registration burst pushed the api past 100 MB.
+static HASHING_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `hash` with `blocks` blocks of working memory: a kept area when the size is the standard one (it always
+/// is, except for hashes made with other parameters), otherwise a fresh one.
+fn with_hashing_memory<T>(blocks: usize, hash: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    let standard = Argon2::default().params().block_count();
+    let kept = (blocks == standard)
+        .then(|| HASHING_MEMORY.lock().ok().and_then(|mut kept| kept.pop()))
+        .flatten();
+    let mut memory = kept.unwrap_or_else(|| vec![argon2::Block::default(); blocks]);
+    let out = hash(&mut memory);
+    if blocks == standard {
+        if let Ok(mut kept) = HASHING_MEMORY.lock() {
+            if kept.len() < HASHING_PERMITS.0 {
+                kept.push(memory);
+            }
+        }
+    }
+    out
 }
 
+/// The hash `PasswordHasher::hash_password` computes, in kept working memory.
+fn argon2_output(
+    argon: &Argon2<'_>,
+    secret: &[u8],
+    salt: argon2::password_hash::Salt<'_>,
+) -> Result<argon2::password_hash::Output, argon2::password_hash::Error> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let params = argon.params();
+    argon2::password_hash::Output::init_with(
+        params
+            .output_len()
+            .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN),
+        |out| {
+            with_hashing_memory(params.block_count(), |memory| {
+                argon.hash_password_into_with_memory(secret, salt_bytes, out, memory)
+            })
+            .map_err(argon2::password_hash::Error::from)
+        },
+    )
+}
+
+/// An argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) of `secret` with a fresh salt.
+pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    let argon = Argon2::default();
+    let output = argon2_output(&argon, secret.as_bytes(), salt.as_salt())?;
+    Ok(PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(argon.params())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    }
+    .to_string())
+}
+
+/// Whether `secret` matches a PHC string, whatever argon2 variant and parameters made it.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let argon = argon2::Algorithm::try_from(parsed.algorithm).and_then(|algorithm| {
+        let version = parsed
+            .version
+            .map(argon2::Version::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let params = argon2::Params::try_from(&parsed)?;
+        Ok(Argon2::new(algorithm, version, params))
+    });
+    argon
+        .and_then(|argon| argon2_output(&argon, secret.as_bytes(), salt))
+        // `Output`'s equality is constant-time.
+        .is_ok_and(|computed| computed == expected)
 }
 
 /// An email address in the shape PayCore accepts: trimmed, one `@`, a dot in the domain, no spaces.
@@ -476,6 +542,42 @@ mod tests {
         assert!(!verify_secret("correct horsf", &hash));
         assert!(!verify_secret("anything", "not a hash"));
         assert!(!verify_secret("anything", &DUMMY_HASH));
+    }
+
+    #[test]
+    fn hashes_in_kept_memory_are_the_standard_phc_hashes() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        // Ours verify with the argon2 crate's own verifier, and its hashes (as stored before) verify with ours …
+        let ours = hash_secret("correct horse").expect("hash");
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        let parsed = PasswordHash::new(&ours).expect("phc");
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"battery staple", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(verify_secret("battery staple", &theirs));
+        assert!(!verify_secret("battery stapler", &theirs));
+        // … including hashes made with other parameters or variants.
+        let other = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::new(4096, 3, 1, None).expect("params"),
+        )
+        .hash_password(b"staple", &salt)
+        .expect("hash")
+        .to_string();
+        assert!(verify_secret("staple", &other));
+        assert!(!verify_secret("stapler", &other));
+        // The kept memory is reused, never more areas than hashing permits.
+        for _ in 0..4 {
+            hash_secret("again").expect("hash");
+        }
+        let kept = HASHING_MEMORY.lock().expect("lock").len();
+        assert!((1..=HASHING_PERMITS.0).contains(&kept), "{kept}");
     }
 
     #[test]

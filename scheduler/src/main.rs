@@ -1,10 +1,5 @@
 //! `paycore-scheduler`: fires cron schedules. Any number of replicas fire each tick exactly once.
 
-/// mimalloc returns freed memory to the system; glibc's allocator kept every 19 MiB password-hashing buffer in its
-/// per-thread arenas (measured: 16 MiB → 645 MiB after 64 registrations).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     paycore_jobs::runtime::scheduler_main().await
