@@ -35,6 +35,26 @@ use crate::report::{machine, percentiles, Measurement, Options, ScenarioResult};
 /// Rows per insert statement when preparing a drain.
 const DRAIN_INSERT_BATCH: usize = 1_000;
 
+/// Drops the databases of earlier benchmark runs (their results are in `bench-results/`): left in place, they
+/// accumulate, and autovacuum's visits to idle databases become load on the next measurement.
+async fn drop_earlier_runs(url: &str, current: &str) -> anyhow::Result<()> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
+    let earlier: Vec<String> = sqlx::query_scalar(
+        "select datname from pg_database where datname like 'paycore_bench_%' and datname <> $1",
+    )
+    .bind(current)
+    .fetch_all(&mut conn)
+    .await?;
+    for name in earlier {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database if exists \"{name}\" with (force)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn fresh_database() -> anyhow::Result<(PgPool, String)> {
     let name = format!(
         "paycore_bench_{}",
@@ -57,6 +77,7 @@ pub async fn fresh_database() -> anyhow::Result<(PgPool, String)> {
             local.url(&name)
         }
     };
+    drop_earlier_runs(&url, &name).await?;
     let pool = db::connect(&url, 40).await?;
     db::migrate(&pool).await?;
     Ok((pool, url))

@@ -113,11 +113,16 @@ impl TestDb {
                 .await;
             }
         }
+        drop_abandoned_databases(&mut admin).await?;
         sqlx::query("select pg_advisory_unlock($1)")
             .bind(TEMPLATE_LOCK_KEY)
             .execute(&mut admin)
             .await?;
-        let name = format!("paycore_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "paycore_test_{}_{}",
+            chrono::Utc::now().timestamp(),
+            uuid::Uuid::new_v4().simple()
+        );
         exec(
             &mut admin,
             &format!("create database \"{name}\" template \"{template}\""),
@@ -128,6 +133,34 @@ impl TestDb {
         let pool = db::connect(&url, 20).await?;
         Ok(Self { url, pool, name })
     }
+}
+
+/// Test databases live on after their test (a test process may be killed, and a failed test's database is worth
+/// a look). Ones older than this are dropped as new ones are made, a few at a time, so that a developer's server
+/// does not collect thousands of databases (each costs autovacuum work, even idle).
+const TEST_DATABASE_LIFETIME_SECONDS: i64 = 3600;
+
+async fn drop_abandoned_databases(admin: &mut PgConnection) -> anyhow::Result<()> {
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 'paycore_test_%'")
+            .fetch_all(&mut *admin)
+            .await?;
+    let oldest_kept = chrono::Utc::now().timestamp() - TEST_DATABASE_LIFETIME_SECONDS;
+    let abandoned = names.into_iter().filter(|name| {
+        // `paycore_test_{created}_{uuid}`; names without a creation time are from older versions of this code.
+        name.trim_start_matches("paycore_test_")
+            .split_once('_')
+            .and_then(|(created, _)| created.parse::<i64>().ok())
+            .is_none_or(|created| created < oldest_kept)
+    });
+    for name in abandoned.take(16) {
+        let _ = exec(
+            admin,
+            &format!("drop database if exists \"{name}\" with (force)"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 async fn exec(conn: &mut PgConnection, sql: &str) -> anyhow::Result<()> {
