@@ -149,23 +149,12 @@ async fn transition_tx(
     Ok(changed)
 }
 
-/// Tells every api process that these operations changed (call it after the transaction that changed them commits).
-/// Sent outside that transaction because a transaction that notifies commits serially; a missed announcement only
-/// delays a waiting request until its next re-read of the operation.
+/// Tells every api process that these operations changed, and announces their new notifications (call it after
+/// the transaction that changed them commits). Sent outside that transaction because a transaction that notifies
+/// commits serially; a missed announcement only delays a waiting request until its next re-read of the operation.
 pub async fn announce(pool: &PgPool, operation_ids: &[Uuid]) {
     if operation_ids.is_empty() {
         return;
-    }
-    let result = sqlx::query(
-        "select pg_notify($1, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
-             'status', status)::text) from operation where operation_id = any($2)",
-    )
-    .bind(OPERATION_CHANNEL)
-    .bind(operation_ids)
-    .execute(pool)
-    .await;
-    if let Err(error) = result {
-        tracing::warn!(%error, "could not announce operation changes");
     }
     crate::notify::announce_for_operations(pool, operation_ids).await;
 }

@@ -376,6 +376,8 @@ impl NotificationsApi {
             move |(mut operations, mut notifications)| async move {
                 let next = loop {
                     tokio::select! {
+                        // An operation's status before the notifications about it (they are announced together).
+                        biased;
                         event = operations.recv() => match event {
                             Ok(event) if event.owner_id == Some(user_id) => {
                                 break StreamEvent {

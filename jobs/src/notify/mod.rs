@@ -483,46 +483,56 @@ enum Announce<'a> {
     User(Uuid),
 }
 
-/// After a commit: tells the real-time stream (`paycore_notification`) about notifications not announced yet,
-/// and wakes the e-mail workers. Failures are logged: the inbox still has the rows, and workers poll.
+/// After a commit: tells the real-time streams about the operations' new status (`paycore_operation`, for
+/// `Announce::Operations`) and about notifications not announced yet (`paycore_notification`), and wakes the
+/// e-mail workers. Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
+/// workers poll.
+///
+/// All of it is one statement, because each notifying transaction takes PostgreSQL's one notify lock for the
+/// database: with a transaction per notice, settling a transfer queued three times for that lock, and on two
+/// cores a descheduled holder stalled everyone. The statement also marks notifications announced, and a
+/// transaction that writes and notifies would keep the lock until its commit is on disk; `announced_at` only says
+/// what is left to announce (lost in a crash, a notification is announced again), so this commit does not wait
+/// for the disk (`synchronous_commit` off for this transaction alone).
 async fn announce(pool: &PgPool, which: Announce<'_>) {
     let (filter, operations, user) = match which {
         Announce::Operations(ids) => ("operation_id = any($1)", ids.to_vec(), None),
         Announce::User(user_id) => ("user_id = $2", Vec::new(), Some(user_id)),
     };
-    // This transaction both writes and notifies, and PostgreSQL holds its one notify lock from such a transaction's
-    // commit until the commit is on disk: every other notification and wake-up in the database waited behind the
-    // fsync (the bench saw most waits there). `announced_at` only says what is left to announce, so its commit need
-    // not wait for the disk; lost in a crash, it means at most a notification announced again.
-    let announce = async {
-        let mut tx = pool.begin().await?;
-        sqlx::query("set local synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "with announced as (
-                 update notification set announced_at = now()
-                 where {filter} and announced_at is null
-                 returning notification_id, user_id, kind)
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "with operations as (
+             select pg_notify($4, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
+                                                    'status', status)::text)
+             from operation where operation_id = any($1)),
+         announced as (
+             update notification set announced_at = now()
+             where {filter} and announced_at is null
+             returning notification_id, user_id, kind),
+         sent as (
+             -- The status first, then its notifications: the condition makes `operations` run first.
              select pg_notify($3, json_build_object('notification_id', notification_id, 'user_id', user_id,
                                                     'kind', kind)::text)
-             from announced"
-        )))
-        .bind(operations)
-        .bind(user)
-        .bind(NOTIFICATION_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
-    };
-    let result: Result<(), sqlx::Error> = announce.await;
+             from announced where (select count(*) from operations) >= 0),
+         woken as (
+             select pg_notify('apalis::job::insert', json_build_object('job_type', $5::text, 'id', $6::text,
+                                                                       'run_at', now())::text))
+         select set_config('synchronous_commit', 'off', true),
+                (select count(*) from operations), (select count(*) from sent), (select count(*) from woken)"
+    )))
+    .bind(operations)
+    .bind(user)
+    .bind(NOTIFICATION_CHANNEL)
+    .bind(crate::operation::OPERATION_CHANNEL)
+    .bind(Queue::Emails.name())
+    .bind(ulid::Ulid::generate().to_string())
+    .execute(pool)
+    .await;
     if let Err(error) = result {
-        tracing::warn!(%error, "could not announce notifications");
+        tracing::warn!(%error, "could not announce operations and notifications");
     }
-    crate::engine::wake(pool, &[Queue::Emails]).await;
 }
 
-/// After a commit: announces the new notifications of these operations.
+/// After a commit: announces these operations' status and their new notifications.
 pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
     announce(pool, Announce::Operations(operation_ids)).await;
 }

@@ -818,23 +818,17 @@ async fn each_user_event_stream_carries_their_own_operations_and_notifications_o
     })
     .await;
     assert!(settled.is_ok(), "Ada saw her transfer settle: {seen:?}");
+    // The status comes first, then the notification about it.
     let notified = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(event) = ada_events.recv().await {
-                if event["type"] == "notification" && event["notification_kind"] == "transfer_sent"
-                {
-                    return;
-                }
+        while let Some(event) = ada_events.recv().await {
+            if event["type"] == "notification" && event["notification_kind"] == "transfer_sent" {
+                return true;
             }
         }
+        false
     })
     .await;
-    assert!(
-        notified.is_ok()
-            || seen
-                .iter()
-                .any(|e| e["notification_kind"] == "transfer_sent")
-    );
+    assert_eq!(notified, Ok(true), "{seen:?}");
     // Bob, who is not a party, hears nothing of it.
     tokio::time::sleep(Duration::from_millis(700)).await;
     if let Ok(event) = bob_events.try_recv() {
