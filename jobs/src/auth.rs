@@ -549,7 +549,10 @@ mod tests {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
         // Ours verify with the argon2 crate's own verifier, and its hashes (as stored before) verify with ours …
         let ours = hash_secret("correct horse").expect("hash");
-        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
         let parsed = PasswordHash::new(&ours).expect("phc");
         assert!(Argon2::default()
             .verify_password(b"correct horse", &parsed)
