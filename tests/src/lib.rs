@@ -27,6 +27,16 @@ use tokio::sync::oneshot;
 
 pub mod app;
 
+/// A no-op probe job that succeeds at once; tests adjust its fields for sleeps and failures.
+pub fn probe(key: &str) -> paycore_jobs::engine::builtin::Probe {
+    paycore_jobs::engine::builtin::Probe {
+        key: key.into(),
+        sleep_ms: 0,
+        fail_times: 0,
+        permanent: false,
+    }
+}
+
 /// A test's own database.
 pub struct TestDb {
     pub url: String,

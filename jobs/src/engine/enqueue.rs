@@ -167,15 +167,24 @@ async fn push(tx: &mut PgConnection, queue: Queue, tasks: Vec<Task>) -> Result<(
         })
 }
 
+/// The SQL expression that wakes a queue's apalis workers: the insert event their listeners wait for, naming the
+/// queue (`queue`, a text expression) and a fresh id (`id`, which matches no job, so they fetch).
+pub(crate) fn wake_sql(queue: &str, id: &str) -> String {
+    format!(
+        "pg_notify('apalis::job::insert', json_build_object('job_type', {queue}::text, 'id', {id}::text, \
+         'run_at', now())::text)"
+    )
+}
+
 /// Wakes the workers of `queues` (call it right after the transaction that enqueued their jobs commits). Sent
 /// outside that transaction because a transaction that notifies commits serially (see the migration
 /// `wake_after_commit`). A failure is only logged: workers find the jobs on their next heartbeat anyway.
 pub async fn wake(pool: &sqlx::PgPool, queues: &[Queue]) {
     for queue in queues {
-        let result = sqlx::query(
-            "select pg_notify('apalis::job::insert', json_build_object('job_type', $1::text, 'id', $2::text,
-                 'run_at', now())::text)",
-        )
+        let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {}",
+            wake_sql("$1", "$2")
+        )))
         .bind(queue.name())
         .bind(ulid::Ulid::generate().to_string())
         .execute(pool)

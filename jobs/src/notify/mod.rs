@@ -513,11 +513,10 @@ async fn announce(pool: &PgPool, which: Announce<'_>) {
              select pg_notify($3, json_build_object('notification_id', notification_id, 'user_id', user_id,
                                                     'kind', kind)::text)
              from announced where (select count(*) from operations) >= 0),
-         woken as (
-             select pg_notify('apalis::job::insert', json_build_object('job_type', $5::text, 'id', $6::text,
-                                                                       'run_at', now())::text))
+         woken as (select {wake})
          select set_config('synchronous_commit', 'off', true),
-                (select count(*) from operations), (select count(*) from sent), (select count(*) from woken)"
+                (select count(*) from operations), (select count(*) from sent), (select count(*) from woken)",
+        wake = crate::engine::enqueue::wake_sql("$5", "$6")
     )))
     .bind(operations)
     .bind(user)

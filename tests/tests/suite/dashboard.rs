@@ -9,7 +9,7 @@ use paycore_jobs::{
 };
 use paycore_tests::{
     app::{error_code, spawn_app, TestApp},
-    eventually,
+    eventually, probe,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -27,15 +27,6 @@ async fn enqueue(app: &TestApp, job: NewJob) -> String {
     tx.commit().await.expect("commit");
     paycore_jobs::engine::wake(&app.db.pool, &[queue]).await;
     id
-}
-
-fn probe(key: &str) -> Probe {
-    Probe {
-        key: key.into(),
-        sleep_ms: 0,
-        fail_times: 0,
-        permanent: false,
-    }
 }
 
 async fn admin(app: &TestApp, role: Role) -> String {

@@ -10,17 +10,8 @@ use paycore_jobs::{
     },
     operation,
 };
-use paycore_tests::{eventually, fast_engine, InProcessWorkers, TestDb};
+use paycore_tests::{eventually, fast_engine, probe, InProcessWorkers, TestDb};
 use sqlx::PgPool;
-
-fn probe(key: &str) -> Probe {
-    Probe {
-        key: key.into(),
-        sleep_ms: 0,
-        fail_times: 0,
-        permanent: false,
-    }
-}
 
 async fn enqueue(pool: &PgPool, job: NewJob) -> String {
     let queue = job.queue;
