@@ -190,6 +190,27 @@ pub async fn succeed_tx(
     .await
 }
 
+/// [`succeed_tx`] for several operations in one statement, each with its result; returns how many changed.
+pub async fn succeed_many_tx(
+    tx: &mut PgConnection,
+    operations: &[(Uuid, serde_json::Value)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<Uuid> = operations.iter().map(|(id, _)| *id).collect();
+    let results: Vec<&serde_json::Value> = operations.iter().map(|(_, result)| result).collect();
+    let changed = sqlx::query(AssertSqlSafe(format!(
+        "update operation o set status = 'succeeded', result = s.result, failure_code = null,
+             failure_message = null, updated_at = now(), settled_at = now()
+         from unnest($1::uuid[], $2::jsonb[]) as s(operation_id, result)
+         where o.operation_id = s.operation_id and o.status in {OPEN_STATUSES}"
+    )))
+    .bind(&ids)
+    .bind(&results)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(changed)
+}
+
 /// Fails an open operation with a precise code. Compensations (voiding holds) belong in the same transaction.
 pub async fn fail_tx(
     tx: &mut PgConnection,

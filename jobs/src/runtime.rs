@@ -39,14 +39,22 @@ pub fn registry(config: &Config) -> Arc<Registry> {
                 .register::<$job, _, _>(move |ctx, job| $handler(ctx, job, Arc::clone(&config)));
         }};
     }
-    with_config!(crate::transfer::SettleTransfer, crate::transfer::settle);
+    {
+        let batcher = Arc::new(crate::transfer::batch::SettleBatcher::new(Arc::clone(
+            &config,
+        )));
+        registry.register::<crate::transfer::SettleTransfer, _, _>(move |ctx, job| {
+            crate::transfer::settle(ctx, job, Arc::clone(&batcher))
+        });
+    }
     with_config!(crate::notify::PruneNotifications, crate::notify::prune_job);
     {
         let mailer = Arc::new(crate::notify::email::Mailer::from_config(
             &config.notifications,
         ));
+        let completions = Arc::new(crate::engine::batch::Completions::default());
         registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
-            crate::notify::email::send(ctx, job, Arc::clone(&mailer))
+            crate::notify::email::send(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
         });
         let fcm = config
             .notifications

@@ -120,6 +120,51 @@ impl JobContext {
         }
     }
 
+    /// [`Self::begin_fenced`] for several runs in one transaction (a batch that commits their effects together).
+    /// Returns the transaction and, in order, whether each run's lease held; the runs whose lease held are marked
+    /// done in it, the others are untouched (leave their effects out). Job rows are locked in id order.
+    pub async fn begin_fenced_many(
+        pool: &PgPool,
+        runs: &[&JobContext],
+    ) -> Result<(Transaction<'static, Postgres>, Vec<bool>), JobError> {
+        let mut tx = pool.begin().await?;
+        let column = |f: fn(&JobContext) -> String| runs.iter().map(|c| f(c)).collect::<Vec<_>>();
+        let held: Vec<(String, bool)> = sqlx::query_as(
+            "with run as (
+                 select * from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
+                     as r(id, worker, attempts, queue, kind, started_at)
+             ), lease as (
+                 select j.id, coalesce(j.lock_by = r.worker and j.attempts = r.attempts
+                                       and j.status in ('Queued', 'Running'), false) as held
+                 from apalis.jobs j join run r on r.id = j.id order by j.id for update of j
+             ), done as (
+                 update apalis.jobs j set status = 'Done', attempts = r.attempts + 1, done_at = now(),
+                     last_result = '{\"Ok\": null}'::jsonb
+                 from lease join run r on r.id = lease.id
+                 where j.id = lease.id and lease.held
+                 returning j.id
+             ), attempt as (
+                 insert into job_attempt (job_id, queue, kind, attempt, worker, outcome, started_at)
+                 select r.id, r.queue, r.kind, r.attempts + 1, r.worker, 'succeeded', r.started_at
+                 from done join run r on r.id = done.id
+             )
+             select id, held from lease",
+        )
+        .bind(column(|c| c.job_id.clone()))
+        .bind(column(|c| c.worker.clone()))
+        .bind(runs.iter().map(|c| c.attempts_before).collect::<Vec<i32>>())
+        .bind(column(|c| c.queue.name().to_owned()))
+        .bind(column(|c| c.kind.clone()))
+        .bind(runs.iter().map(|c| c.started_at).collect::<Vec<DateTime<Utc>>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let held = runs
+            .iter()
+            .map(|run| held.iter().any(|(id, held)| *held && *id == run.job_id))
+            .collect();
+        Ok((tx, held))
+    }
+
     /// Locks the job row and checks that this run still holds its lease; returns the job's attempt limit.
     pub(crate) async fn check_lease_tx(
         &self,

@@ -1,6 +1,7 @@
 //! The job engine PayCore builds on apalis: transactional enqueue, explicit queues, persisted backoff, dead jobs,
 //! fencing, job control and exactly-once cron. See `docs/job-engine.md` for the design and its reasons.
 
+pub mod batch;
 pub mod builtin;
 pub mod control;
 pub mod enqueue;

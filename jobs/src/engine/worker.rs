@@ -82,7 +82,13 @@ fn storage_for(
         .queue(queue.name())
         .batch_size(engine.batch_size)
         .heartbeat_interval(engine.heartbeat)
-        .missed_heartbeats(engine.missed_heartbeats);
+        .missed_heartbeats(engine.missed_heartbeats)
+        // apalis would mark each fetched job `Running` and later acknowledge its result: two more updates of the
+        // job row, sent from the fetch loop, which waited on the row lock of the handler's fenced transaction before
+        // it could fetch again. The fenced commit and `finish` already record every outcome (a fetched job is
+        // `Queued` under our lock, which the lease check and rescue treat like `Running`).
+        .lock_tasks(false)
+        .persist_results(false);
     PostgresStorage::new(pool).with_config(config)
 }
 
@@ -277,6 +283,7 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
     let error = match outcome {
         Ok(()) => {
             tracing::debug!("job succeeded");
+            record_retrying(ctx, None).await;
             return Ok(());
         }
         Err(error) => error,
@@ -285,26 +292,7 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
         tracing::warn!("job lease lost to another worker; this run's effects were rolled back");
         return Err(Box::new(error));
     }
-    let mut attempts = 0;
-    loop {
-        match record_failure(ctx, &error).await {
-            Ok(()) => break,
-            Err(JobError::LeaseLost) => {
-                tracing::warn!("job lease lost before its failure could be recorded");
-                break;
-            }
-            Err(record_error) if attempts < FAILURE_RECORD_TRIES => {
-                attempts += 1;
-                tracing::warn!(error = %record_error, "recording a job failure failed; trying again");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
-            }
-            Err(record_error) => {
-                // The row stays locked by this worker; apalis's ack or a rescue will make it runnable again.
-                tracing::error!(error = %record_error, "could not record a job failure");
-                break;
-            }
-        }
-    }
+    record_retrying(ctx, Some(&error)).await;
     match error {
         JobError::Permanent { .. } => {
             tracing::warn!(error = %error, "job failed permanently");
@@ -317,8 +305,61 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
     }
 }
 
-/// Recording a failure is itself retried a few times (the database may be restarting).
-const FAILURE_RECORD_TRIES: u32 = 3;
+/// Records a run's outcome (`None`: success), trying again a few times while the database is unreachable. If it
+/// still fails, the row stays locked by this worker until a rescue makes it runnable again (handlers are
+/// idempotent).
+async fn record_retrying(ctx: &JobContext, error: Option<&JobError>) {
+    let mut tries = 0;
+    loop {
+        let recorded = match error {
+            None => record_success(ctx).await,
+            Some(error) => record_failure(ctx, error).await,
+        };
+        match recorded {
+            Ok(()) => return,
+            Err(JobError::LeaseLost) => {
+                tracing::warn!("job lease lost before its outcome could be recorded");
+                return;
+            }
+            Err(record_error) if tries < RECORD_TRIES => {
+                tries += 1;
+                tracing::warn!(error = %record_error, "recording a job's outcome failed; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+            }
+            Err(record_error) => {
+                tracing::error!(error = %record_error, "could not record a job's outcome");
+                return;
+            }
+        }
+    }
+}
+
+/// Marks a succeeded job done when its handler did not (it returned without a fenced commit, e.g. because there was
+/// nothing left to do). After a fenced commit the job is already done and this statement matches nothing.
+async fn record_success(ctx: &JobContext) -> Result<(), JobError> {
+    sqlx::query(
+        "with done as (
+             update apalis.jobs set status = 'Done', attempts = $3 + 1, done_at = now(),
+                 last_result = '{\"Ok\": null}'::jsonb
+             where id = $1 and lock_by = $2 and attempts = $3 and status in ('Queued', 'Running')
+             returning id
+         )
+         insert into job_attempt (job_id, queue, kind, attempt, worker, outcome, started_at)
+         select id, $4, $5, $3 + 1, $2, 'succeeded', $6 from done",
+    )
+    .bind(&ctx.job_id)
+    .bind(&ctx.worker)
+    .bind(ctx.attempts_before)
+    .bind(ctx.queue.name())
+    .bind(&ctx.kind)
+    .bind(ctx.started_at)
+    .execute(&ctx.pool)
+    .await?;
+    Ok(())
+}
+
+/// Recording an outcome is itself retried a few times (the database may be restarting).
+const RECORD_TRIES: u32 = 5;
 
 async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobError> {
     let mut tx = ctx.pool.begin().await?;
@@ -355,19 +396,21 @@ async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobErr
                 }
             };
             let exhausted = ctx.attempt() >= attempts_max;
-            let retry_at = (!exhausted).then(|| {
-                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
-            });
-            sqlx::query(
+            // The next run is due `delay` after this transaction's time, which is also the attempt's finishing
+            // time: the stored backoff is exactly the policy's, however long the lock above took.
+            let delay_seconds = (!exhausted).then(|| delay.as_secs_f64());
+            let retry_at: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
                 "update apalis.jobs set status = 'Failed', attempts = $2, done_at = now(),
-                     run_at = coalesce($3, run_at), last_result = jsonb_build_object('Err', $4::text)
-                 where id = $1",
+                     run_at = coalesce(now() + $3::float8 * interval '1 second', run_at),
+                     last_result = jsonb_build_object('Err', $4::text)
+                 where id = $1
+                 returning case when $3::float8 is null then null else run_at end",
             )
             .bind(&ctx.job_id)
             .bind(ctx.attempt())
-            .bind(retry_at)
+            .bind(delay_seconds)
             .bind(&message)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             insert_attempt_tx(&mut tx, ctx, outcome, Some(&message), retry_at).await?;
             if exhausted {

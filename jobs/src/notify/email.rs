@@ -17,7 +17,10 @@ use sqlx::PgPool;
 
 use crate::{
     config::{NotificationsConfig, SmtpTls},
-    engine::{Job, JobContext, JobError, Queue},
+    engine::{
+        batch::{Completions, Effect},
+        Job, JobContext, JobError, Queue,
+    },
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,11 +149,16 @@ impl Mailer {
 }
 
 /// The `email.send` handler.
-pub async fn send(ctx: JobContext, job: SendEmail, mailer: Arc<Mailer>) -> Result<(), JobError> {
+pub async fn send(
+    ctx: JobContext,
+    job: SendEmail,
+    mailer: Arc<Mailer>,
+    completions: Arc<Completions>,
+) -> Result<(), JobError> {
     let rendered = render(&job.template, &job.context)
         .map_err(|e| JobError::permanent("template_error", e.to_string()))?;
     match mailer.as_ref() {
-        Mailer::DevMailbox => deliver_to_dev_mailbox(&ctx, &job, &rendered).await,
+        Mailer::DevMailbox => deliver_to_dev_mailbox(ctx, &job, rendered, &completions).await,
         Mailer::Smtp { transport, from } => {
             let to: Mailbox = job
                 .to
@@ -175,11 +183,8 @@ pub async fn send(ctx: JobContext, job: SendEmail, mailer: Arc<Mailer>) -> Resul
                 )
                 .map_err(|e| JobError::permanent("invalid_message", e.to_string()))?;
             match transport.send(message).await {
-                Ok(_) => {
-                    let tx = ctx.begin_fenced().await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
+                // Handed over: the run is done (in a batch with the other runs completing now).
+                Ok(_) => completions.complete(ctx, None).await,
                 Err(error) if error.is_permanent() => Err(JobError::permanent(
                     "email_rejected",
                     format!("the mail server refused the message: {error}"),
@@ -190,24 +195,33 @@ pub async fn send(ctx: JobContext, job: SendEmail, mailer: Arc<Mailer>) -> Resul
     }
 }
 
+/// Delivers into the development mailbox, in the transaction that completes the run.
 async fn deliver_to_dev_mailbox(
-    ctx: &JobContext,
+    ctx: JobContext,
     job: &SendEmail,
-    rendered: &Rendered,
+    rendered: Rendered,
+    completions: &Completions,
 ) -> Result<(), JobError> {
-    let mut tx = ctx.begin_fenced().await?;
-    sqlx::query(
-        "insert into dev_mailbox (to_address, subject, text_body, html_body, template) values ($1, $2, $3, $4, $5)",
-    )
-    .bind(&job.to)
-    .bind(&rendered.subject)
-    .bind(&rendered.text)
-    .bind(&rendered.html)
-    .bind(&job.template)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let (to, template) = (job.to.clone(), job.template.clone());
+    let rendered = Arc::new(rendered);
+    let effect: Effect = Arc::new(move |conn| {
+        let (to, template, rendered) = (to.clone(), template.clone(), Arc::clone(&rendered));
+        Box::pin(async move {
+            sqlx::query(
+                "insert into dev_mailbox (to_address, subject, text_body, html_body, template)
+                 values ($1, $2, $3, $4, $5)",
+            )
+            .bind(&to)
+            .bind(&rendered.subject)
+            .bind(&rendered.text)
+            .bind(&rendered.html)
+            .bind(&template)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    });
+    completions.complete(ctx, Some(effect)).await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]

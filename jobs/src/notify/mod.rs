@@ -451,29 +451,51 @@ pub async fn low_balance_tx(
     debited: i64,
     threshold: i64,
 ) -> Result<(), sqlx::Error> {
-    let row: Option<(Uuid, String, i64)> = sqlx::query_as(
-        "select w.user_id, w.currency, a.credits_posted - a.debits_posted - a.debits_pending
-         from wallet w join ledger_account a on a.account_id = w.account_id where w.wallet_id = $1",
-    )
-    .bind(wallet_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((user_id, currency, available)) = row else {
-        return Ok(());
-    };
-    if available < threshold && available.saturating_add(debited) >= threshold {
-        notify_tx(
-            tx,
-            user_id,
-            &Event::LowBalance {
-                available,
-                currency,
-                threshold,
-            },
-            None,
-        )
-        .await?;
+    low_balance_many_tx(tx, &[(wallet_id, debited)], threshold).await
+}
+
+/// [`low_balance_tx`] for several debits (a wallet may appear more than once), in one read and at most one
+/// [`notify_many_tx`].
+pub async fn low_balance_many_tx(
+    tx: &mut PgConnection,
+    debits: &[(Uuid, i64)],
+    threshold: i64,
+) -> Result<(), sqlx::Error> {
+    let mut debited: std::collections::BTreeMap<Uuid, i64> = std::collections::BTreeMap::new();
+    for (wallet_id, amount) in debits {
+        let total = debited.entry(*wallet_id).or_default();
+        *total = total.saturating_add(*amount);
     }
+    let wallet_ids: Vec<Uuid> = debited.keys().copied().collect();
+    let rows: Vec<(Uuid, Uuid, String, i64)> = sqlx::query_as(
+        "select w.wallet_id, w.user_id, w.currency, a.credits_posted - a.debits_posted - a.debits_pending
+         from wallet w join ledger_account a on a.account_id = w.account_id where w.wallet_id = any($1)",
+    )
+    .bind(&wallet_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let events: Vec<(Uuid, Event)> = rows
+        .into_iter()
+        .filter_map(|(wallet_id, user_id, currency, available)| {
+            let debited = debited.get(&wallet_id).copied().unwrap_or(0);
+            (available < threshold && available.saturating_add(debited) >= threshold).then_some((
+                user_id,
+                Event::LowBalance {
+                    available,
+                    currency,
+                    threshold,
+                },
+            ))
+        })
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<(Uuid, &Event, Option<Uuid>)> = events
+        .iter()
+        .map(|(user_id, event)| (*user_id, event, None))
+        .collect();
+    notify_many_tx(tx, &items).await?;
     Ok(())
 }
 

@@ -137,6 +137,8 @@ impl TransferError {
     }
 }
 
+pub mod batch;
+
 /// Settles one transfer: posts its holds, or voids them when it was rejected or expired.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SettleTransfer {
@@ -504,46 +506,50 @@ pub async fn decide(
     Ok(Ok(row))
 }
 
-/// The `transfer.settle` handler.
+/// The `transfer.settle` handler: settlements run in batches (see [`batch`]).
 pub async fn settle(
     ctx: JobContext,
     job: SettleTransfer,
-    config: std::sync::Arc<crate::config::Config>,
+    batcher: std::sync::Arc<batch::SettleBatcher>,
 ) -> Result<(), JobError> {
-    // Everything settling needs, in one round trip: the transfer, its operation's status, both accounts, the fee
-    // hold's account and both parties.
-    let Some(settling): Option<Settling> = sqlx::query_as(
-        "select t.*, o.status as operation_status, fw.account_id as from_account, tw.account_id as to_account,
-                fl.credit_account_id as fee_account,
-                su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
-                ru.full_name as recipient_name, tw.account_number as recipient_account
-         from transfer t
-         join operation o on o.operation_id = t.transfer_id
-         join wallet fw on fw.wallet_id = t.from_wallet_id join app_user su on su.user_id = fw.user_id
-         join wallet tw on tw.wallet_id = t.to_wallet_id join app_user ru on ru.user_id = tw.user_id
-         left join ledger_transfer fl on fl.transfer_id = t.fee_hold_id
-         where t.transfer_id = $1",
-    )
-    .bind(job.transfer_id)
-    .fetch_optional(&ctx.pool)
-    .await?
+    batcher.settle(ctx, job.transfer_id).await
+}
+
+/// Everything settling needs, in one round trip: the transfers, their operations' status, both accounts, the fee
+/// holds' account and both parties.
+const SETTLING_SQL: &str =
+    "select t.*, o.status as operation_status, fw.account_id as from_account, tw.account_id as to_account,
+            fl.credit_account_id as fee_account,
+            su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
+            ru.full_name as recipient_name, tw.account_number as recipient_account
+     from transfer t
+     join operation o on o.operation_id = t.transfer_id
+     join wallet fw on fw.wallet_id = t.from_wallet_id join app_user su on su.user_id = fw.user_id
+     join wallet tw on tw.wallet_id = t.to_wallet_id join app_user ru on ru.user_id = tw.user_id
+     left join ledger_transfer fl on fl.transfer_id = t.fee_hold_id
+     where t.transfer_id = any($1)";
+
+/// Settles one transfer in its own fenced transaction: what a batch falls back to when it cannot commit as a whole.
+async fn settle_one(
+    ctx: &JobContext,
+    transfer_id: Uuid,
+    config: &crate::config::Config,
+) -> Result<(), JobError> {
+    let Some(settling): Option<Settling> = sqlx::query_as(SETTLING_SQL)
+        .bind([transfer_id])
+        .fetch_optional(&ctx.pool)
+        .await?
     else {
         return Err(JobError::permanent(
             "transfer_not_found",
             "no such transfer",
         ));
     };
-    let row = &settling.transfer;
-    if operation::OperationStatus::parse(&settling.operation_status)
-        .is_some_and(operation::OperationStatus::is_terminal)
-    {
+    if settling.is_settled() {
         // Already settled by an earlier run: settling is idempotent.
         return Ok(());
     }
-    let currency: Currency = row.currency.parse().map_err(|_| {
-        JobError::permanent("invalid_currency", "the transfer's currency is unknown")
-    })?;
-    let (from, to) = (settling.from_account, settling.to_account);
+    let row = &settling.transfer;
     let mut tx = ctx.begin_fenced().await?;
     // Lock the transfer and read its status again inside the fenced transaction.
     let status: String =
@@ -551,47 +557,10 @@ pub async fn settle(
             .bind(row.transfer_id)
             .fetch_one(&mut *tx)
             .await?;
-    let post = match status.as_str() {
-        "processing" | "accepted" => true,
-        "rejected" | "expired" => false,
-        _ => return Ok(()),
+    let Some(post) = posts(&status) else {
+        return Ok(());
     };
-    if row.fee_hold_id.is_some() && settling.fee_account.is_none() {
-        return Err(JobError::permanent(
-            "hold_not_found",
-            "the transfer's fee hold is missing from the ledger",
-        ));
-    }
-    let fee_account = row.fee_hold_id.zip(settling.fee_account);
-    let resolve = |pending_id: Uuid, amount: i64| -> Result<Flow, JobError> {
-        Ok(if post {
-            Flow::PostPending {
-                pending_id,
-                amount: Amount::new(amount)
-                    .map_err(|e| JobError::permanent("invalid_amount", e.to_string()))?,
-            }
-        } else {
-            Flow::VoidPending { pending_id }
-        })
-    };
-    let mut moves = vec![NewTransfer {
-        flow: resolve(row.hold_id, row.amount)?,
-        debit: from,
-        credit: to,
-        currency,
-        code: "transfer",
-        operation_id: Some(row.transfer_id),
-    }];
-    if let Some((fee_hold, fee_account)) = fee_account {
-        moves.push(NewTransfer {
-            flow: resolve(fee_hold, row.fee)?,
-            debit: from,
-            credit: fee_account,
-            currency,
-            code: "fee",
-            operation_id: Some(row.transfer_id),
-        });
-    }
+    let moves = settling.moves(post)?;
     // The bookkeeping first and the ledger last: the accounts' row locks, which concurrent transfers of the same
     // wallets queue on, are then held only from the posting to the commit.
     let final_status = if post { "completed" } else { status.as_str() };
@@ -607,20 +576,12 @@ pub async fn settle(
             &serde_json::json!({"transfer_id": row.transfer_id}),
         )
         .await?;
-        notify_settled_tx(&mut tx, row, &settling.parties).await?;
+        notify_settled_tx(&mut tx, &[&settling]).await?;
     } else {
-        let (code, message) = if status == "rejected" {
-            ("transfer_rejected", "the recipient rejected the transfer")
-        } else {
-            ("transfer_expired", "the recipient did not answer in time")
-        };
+        let (code, message) = void_failure(&status);
         operation::fail_tx(&mut tx, row.transfer_id, code, message).await?;
     }
-    match ledger::post_tx(&mut tx, &moves).await {
-        Ok(_) => {}
-        Err(error) if error.is_retryable() => return Err(JobError::transient(error)),
-        Err(error) => return Err(JobError::permanent("ledger_rejected", error.to_string())),
-    }
+    post_moves_tx(&mut tx, &moves).await?;
     if post {
         crate::notify::low_balance_tx(
             &mut tx,
@@ -635,6 +596,32 @@ pub async fn settle(
     Ok(())
 }
 
+/// Whether a transfer in `status` is posted (`Some(true)`) or voided (`Some(false)`); `None`: nothing to settle.
+fn posts(status: &str) -> Option<bool> {
+    match status {
+        "processing" | "accepted" => Some(true),
+        "rejected" | "expired" => Some(false),
+        _ => None,
+    }
+}
+
+/// The failure of an operation whose transfer was voided in `status`.
+fn void_failure(status: &str) -> (&'static str, &'static str) {
+    if status == "rejected" {
+        ("transfer_rejected", "the recipient rejected the transfer")
+    } else {
+        ("transfer_expired", "the recipient did not answer in time")
+    }
+}
+
+async fn post_moves_tx(tx: &mut PgConnection, moves: &[NewTransfer]) -> Result<(), JobError> {
+    match ledger::post_tx(tx, moves).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_retryable() => Err(JobError::transient(error)),
+        Err(error) => Err(JobError::permanent("ledger_rejected", error.to_string())),
+    }
+}
+
 /// A transfer with what settling it needs.
 #[derive(sqlx::FromRow)]
 struct Settling {
@@ -646,6 +633,57 @@ struct Settling {
     fee_account: Option<i64>,
     #[sqlx(flatten)]
     parties: Parties,
+}
+
+impl Settling {
+    fn is_settled(&self) -> bool {
+        operation::OperationStatus::parse(&self.operation_status)
+            .is_some_and(operation::OperationStatus::is_terminal)
+    }
+
+    /// The ledger moves that post (or void) this transfer's holds.
+    fn moves(&self, post: bool) -> Result<Vec<NewTransfer>, JobError> {
+        let row = &self.transfer;
+        let currency: Currency = row.currency.parse().map_err(|_| {
+            JobError::permanent("invalid_currency", "the transfer's currency is unknown")
+        })?;
+        if row.fee_hold_id.is_some() && self.fee_account.is_none() {
+            return Err(JobError::permanent(
+                "hold_not_found",
+                "the transfer's fee hold is missing from the ledger",
+            ));
+        }
+        let resolve = |pending_id: Uuid, amount: i64| -> Result<Flow, JobError> {
+            Ok(if post {
+                Flow::PostPending {
+                    pending_id,
+                    amount: Amount::new(amount)
+                        .map_err(|e| JobError::permanent("invalid_amount", e.to_string()))?,
+                }
+            } else {
+                Flow::VoidPending { pending_id }
+            })
+        };
+        let mut moves = vec![NewTransfer {
+            flow: resolve(row.hold_id, row.amount)?,
+            debit: self.from_account,
+            credit: self.to_account,
+            currency,
+            code: "transfer",
+            operation_id: Some(row.transfer_id),
+        }];
+        if let Some((fee_hold, fee_account)) = row.fee_hold_id.zip(self.fee_account) {
+            moves.push(NewTransfer {
+                flow: resolve(fee_hold, row.fee)?,
+                debit: self.from_account,
+                credit: fee_account,
+                currency,
+                code: "fee",
+                operation_id: Some(row.transfer_id),
+            });
+        }
+        Ok(moves)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -671,34 +709,43 @@ async fn parties_tx(tx: &mut PgConnection, row: &TransferRow) -> Result<Parties,
     .await
 }
 
-/// Tells both sides of a posted transfer.
+/// Tells both sides of posted transfers.
 async fn notify_settled_tx(
     tx: &mut PgConnection,
-    row: &TransferRow,
-    parties: &Parties,
+    settled: &[&Settling],
 ) -> Result<(), sqlx::Error> {
     use crate::notify::{self, Event};
-    let sent = Event::TransferSent {
-        amount: row.amount,
-        fee: row.fee,
-        currency: row.currency.clone(),
-        counterparty: format!("{} ({})", parties.recipient_name, parties.recipient_account),
-        reference: row.transfer_id,
-    };
-    let received = Event::TransferReceived {
-        amount: row.amount,
-        currency: row.currency.clone(),
-        counterparty: parties.sender_name.clone(),
-        reference: row.transfer_id,
-    };
-    notify::notify_many_tx(
-        tx,
-        &[
-            (parties.sender_id, &sent, Some(row.transfer_id)),
-            (parties.recipient_id, &received, Some(row.transfer_id)),
-        ],
-    )
-    .await?;
+    let events: Vec<(Uuid, Event, Event)> = settled
+        .iter()
+        .map(|settling| {
+            let (row, parties) = (&settling.transfer, &settling.parties);
+            let sent = Event::TransferSent {
+                amount: row.amount,
+                fee: row.fee,
+                currency: row.currency.clone(),
+                counterparty: format!("{} ({})", parties.recipient_name, parties.recipient_account),
+                reference: row.transfer_id,
+            };
+            let received = Event::TransferReceived {
+                amount: row.amount,
+                currency: row.currency.clone(),
+                counterparty: parties.sender_name.clone(),
+                reference: row.transfer_id,
+            };
+            (row.transfer_id, sent, received)
+        })
+        .collect();
+    let items: Vec<(Uuid, &Event, Option<Uuid>)> = settled
+        .iter()
+        .zip(&events)
+        .flat_map(|(settling, (id, sent, received))| {
+            [
+                (settling.parties.sender_id, sent, Some(*id)),
+                (settling.parties.recipient_id, received, Some(*id)),
+            ]
+        })
+        .collect();
+    notify::notify_many_tx(tx, &items).await?;
     Ok(())
 }
 

@@ -1,0 +1,118 @@
+//! Fenced completions committed in batches.
+//!
+//! A run that has nothing of its own to commit but the proof that it ran (an e-mail handed to the mail server) still
+//! needs a fenced transaction and a commit, a WAL flush each. [`Completions`] gathers the runs of one process that
+//! complete at the same moment and marks them done in one fenced transaction (see
+//! [`JobContext::begin_fenced_many`]), together with each one's small [`Effect`], if it has one. A batch that
+//! cannot commit as a whole is completed run by run, each alone, so one failing effect changes no other run's
+//! outcome.
+
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::handler::{JobContext, JobError};
+
+/// The most runs completed in one transaction.
+pub const MAX_COMPLETIONS: usize = 256;
+
+/// A run's own writes, made in the transaction that completes it. It may run twice (once in a batch that then
+/// fails, once alone), never committed twice.
+pub type Effect = Arc<
+    dyn for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(), sqlx::Error>> + Send + Sync,
+>;
+
+struct Completion {
+    ctx: JobContext,
+    effect: Option<Effect>,
+    reply: oneshot::Sender<Result<(), JobError>>,
+}
+
+/// One process's batcher of fenced completions; its task starts with the first completion.
+#[derive(Default)]
+pub struct Completions {
+    sender: OnceLock<mpsc::UnboundedSender<Completion>>,
+}
+
+impl Completions {
+    /// Marks the run done, with its effect, in the next batch; `LeaseLost` if another worker took the job over.
+    pub async fn complete(&self, ctx: JobContext, effect: Option<Effect>) -> Result<(), JobError> {
+        let sender = self.sender.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(run(receiver));
+            sender
+        });
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(completion)) =
+            sender.send(Completion { ctx, effect, reply })
+        {
+            // The batching task is gone (its runtime shut down): complete alone.
+            return complete_alone(&completion.ctx, completion.effect.as_ref()).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(JobError::Transient(
+                "the completion batch ended without an answer".into(),
+            ))
+        })
+    }
+}
+
+async fn run(mut receiver: mpsc::UnboundedReceiver<Completion>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMPLETIONS {
+            match receiver.try_recv() {
+                Ok(completion) => batch.push(completion),
+                Err(_) => break,
+            }
+        }
+        match try_batch(&batch).await {
+            Ok(held) => {
+                for (completion, held) in batch.into_iter().zip(held) {
+                    let outcome = if held {
+                        Ok(())
+                    } else {
+                        Err(JobError::LeaseLost)
+                    };
+                    // A run that stopped waiting (its worker shutting down) needs no answer.
+                    let _ = completion.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, size = batch.len(),
+                    "a completion batch could not commit as a whole; completing its runs one by one");
+                futures::future::join_all(batch.into_iter().map(|completion| async move {
+                    let outcome = complete_alone(&completion.ctx, completion.effect.as_ref()).await;
+                    let _ = completion.reply.send(outcome);
+                }))
+                .await;
+            }
+        }
+    }
+}
+
+async fn try_batch(batch: &[Completion]) -> Result<Vec<bool>, JobError> {
+    let Some(first) = batch.first() else {
+        return Ok(Vec::new());
+    };
+    let runs: Vec<&JobContext> = batch.iter().map(|completion| &completion.ctx).collect();
+    let (mut tx, held) = JobContext::begin_fenced_many(&first.ctx.pool, &runs).await?;
+    for (completion, held) in batch.iter().zip(&held) {
+        if let (true, Some(effect)) = (*held, &completion.effect) {
+            effect(&mut tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+async fn complete_alone(ctx: &JobContext, effect: Option<&Effect>) -> Result<(), JobError> {
+    let mut tx = ctx.begin_fenced().await?;
+    if let Some(effect) = effect {
+        effect(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
