@@ -503,3 +503,140 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(operations, 0, "no bad request created anything");
     assert_eq!(app.available(&ada).await, BONUS);
 }
+
+/// Sends `count` transfers of `amount` from `from` to `to` without waiting; returns their operation ids.
+async fn accepted_transfers(
+    app: &TestApp,
+    from: &paycore_tests::app::TestUser,
+    to: &paycore_tests::app::TestUser,
+    count: usize,
+    amount: i64,
+) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let response = app
+            .transfer_with_key(
+                from,
+                &to.account_number,
+                amount,
+                json!({}),
+                &format!("batch-{}-{n}", from.wallet_id),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        ids.push(
+            body["operation_id"]
+                .as_str()
+                .expect("op")
+                .parse()
+                .expect("uuid"),
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn settle_runs_waiting_together_commit_in_one_batch_and_one_bad_transfer_fails_alone() {
+    use paycore_jobs::engine::Queue;
+    use paycore_tests::{fast_engine, InProcessWorkers};
+    // The api alone first, so that the settle jobs wait together for the worker.
+    let app = paycore_tests::app::spawn_api_only(&[]).await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let good = accepted_transfers(&app, &ada, &bayo, 8, 1_000).await;
+    let workers = InProcessWorkers::start_for(
+        &app.db.pool,
+        &app.config,
+        vec![Queue::Payments],
+        fast_engine(),
+    );
+    let settled_in = |ids: Vec<uuid::Uuid>| {
+        let pool = app.db.pool.clone();
+        async move {
+            paycore_tests::eventually(
+                std::time::Duration::from_secs(20),
+                "the transfers to settle",
+                || {
+                    let (pool, ids) = (pool.clone(), ids.clone());
+                    async move {
+                        let open: i64 = sqlx::query_scalar(
+                            "select count(*) from operation where operation_id = any($1)
+                             and status not in ('succeeded', 'failed')",
+                        )
+                        .bind(&ids)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("count");
+                        (open == 0).then_some(())
+                    }
+                },
+            )
+            .await;
+            // Rows written in one transaction share its timestamp.
+            let transactions: i64 = sqlx::query_scalar(
+                "select count(distinct updated_at) from transfer where transfer_id = any($1)",
+            )
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await
+            .expect("transactions");
+            transactions
+        }
+    };
+    let transactions = settled_in(good.clone()).await;
+    assert!(
+        transactions < 8,
+        "8 settle runs waiting together committed in {transactions} transactions"
+    );
+    workers.stop().await.expect("workers stop");
+
+    // One transfer pointing at another transfer's (settled) hold: its batch cannot commit, every other transfer still settles,
+    // and only that one fails.
+    let more = accepted_transfers(&app, &bayo, &ada, 6, 2_000).await;
+    sqlx::query(
+        "update transfer set hold_id = (select hold_id from transfer where transfer_id = $2) where transfer_id = $1",
+    )
+    .bind(more[0])
+    .bind(good[0])
+        .execute(&app.db.pool)
+        .await
+        .expect("corrupt");
+    let _workers = InProcessWorkers::start_for(
+        &app.db.pool,
+        &app.config,
+        vec![Queue::Payments],
+        fast_engine(),
+    );
+    settled_in(more.clone()).await;
+    let outcomes: Vec<(uuid::Uuid, String, Option<String>)> = sqlx::query_as(
+        "select operation_id, status, failure_code from operation where operation_id = any($1)",
+    )
+    .bind(&more)
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("outcomes");
+    for (id, status, failure) in outcomes {
+        if id == more[0] {
+            assert_eq!(
+                (status.as_str(), failure.as_deref()),
+                ("failed", Some("ledger_rejected"))
+            );
+        } else {
+            assert_eq!((status.as_str(), failure), ("succeeded", None));
+        }
+    }
+    // Ada sent 8 × 1,000 and received 5 × 2,000, each sender paying its fee (transfers between users).
+    let ops_succeeded: i64 = sqlx::query_scalar(
+        "select count(*) from operation where kind = 'transfer' and status = 'succeeded'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(ops_succeeded, 13);
+    let (_, wallets, fees) = subsidy_and_wallet_totals(&app).await;
+    assert_eq!(wallets + fees, 2 * BONUS);
+}
