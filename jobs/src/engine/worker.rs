@@ -398,7 +398,7 @@ async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobErr
             let exhausted = ctx.attempt() >= attempts_max;
             // The next run is due `delay` after this transaction's time, which is also the attempt's finishing
             // time: the stored backoff is exactly the policy's, however long the lock above took.
-            let delay_seconds = (!exhausted).then(|| delay.as_secs_f64());
+            let delay_seconds = (!exhausted).then_some(delay.as_secs_f64());
             let retry_at: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
                 "update apalis.jobs set status = 'Failed', attempts = $2, done_at = now(),
                      run_at = coalesce(now() + $3::float8 * interval '1 second', run_at),
