@@ -59,15 +59,21 @@ impl Completions {
     }
 }
 
+/// `first` and whatever else is waiting in `receiver` right now, at most `max` in all.
+pub(crate) fn gather<T>(first: T, receiver: &mut mpsc::UnboundedReceiver<T>, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 async fn run(mut receiver: mpsc::UnboundedReceiver<Completion>) {
     while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_COMPLETIONS {
-            match receiver.try_recv() {
-                Ok(completion) => batch.push(completion),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut receiver, MAX_COMPLETIONS);
         match try_batch(&batch).await {
             Ok(held) => {
                 for (completion, held) in batch.into_iter().zip(held) {

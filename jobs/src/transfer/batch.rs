@@ -80,13 +80,7 @@ impl SettleBatcher {
 /// The batching task: takes whatever settlements are waiting, settles them together, and again.
 async fn run(mut receiver: mpsc::UnboundedReceiver<Request>, config: Arc<Config>) {
     while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        let batch = crate::engine::batch::gather(first, &mut receiver, MAX_BATCH);
         settle_batch(batch, &config).await;
     }
 }
