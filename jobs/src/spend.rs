@@ -5,7 +5,6 @@
 //! are placed under a savepoint so that "insufficient funds" (the ledger's CHECK) leaves the transaction usable
 //! for recording the rejection. Resolution reads the holds back from the ledger, so a job needs only their ids.
 
-use chrono::Utc;
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
@@ -14,7 +13,6 @@ use crate::{
     engine::JobError,
     ledger::{self, AccountId, Flow, LedgerError, NewTransfer, SystemAccount},
     money::{Amount, Currency},
-    transfer::{start_of_day, start_of_month},
     wallet::{self, PinCheck, WalletRow},
 };
 
@@ -95,18 +93,10 @@ pub async fn check_tx(
         PinCheck::Locked { .. } => return Ok(Err(R::PinLocked)),
         PinCheck::Invalid { .. } => return Ok(Err(R::InvalidPin)),
     }
-    let now = Utc::now();
-    if let Some(limit) = source.daily_limit {
-        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_day(now)).await?;
-        if spent.saturating_add(total) > limit {
-            return Ok(Err(R::DailyLimitExceeded));
-        }
-    }
-    if let Some(limit) = source.monthly_limit {
-        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_month(now)).await?;
-        if spent.saturating_add(total) > limit {
-            return Ok(Err(R::MonthlyLimitExceeded));
-        }
+    match wallet::exceeded_limit_tx(tx, &source, total).await? {
+        Some(wallet::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
+        Some(wallet::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
+        None => {}
     }
     Ok(Ok(source))
 }

@@ -454,6 +454,44 @@ pub async fn check_pin_tx(
     })
 }
 
+/// A spending limit a debit would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendLimit {
+    Daily,
+    Monthly,
+}
+
+/// The first of the wallet's daily and monthly limits that spending `total` more would exceed, if any (windows start
+/// at UTC midnight and on the first of the month).
+pub async fn exceeded_limit_tx(
+    tx: &mut PgConnection,
+    wallet: &WalletRow,
+    total: i64,
+) -> Result<Option<SpendLimit>, sqlx::Error> {
+    let now = Utc::now();
+    let windows = [
+        (
+            wallet.daily_limit,
+            crate::transfer::start_of_day(now),
+            SpendLimit::Daily,
+        ),
+        (
+            wallet.monthly_limit,
+            crate::transfer::start_of_month(now),
+            SpendLimit::Monthly,
+        ),
+    ];
+    for (limit, since, which) in windows {
+        if let Some(limit) = limit {
+            let spent = spent_since_tx(tx, wallet.account_id, since).await?;
+            if spent.saturating_add(total) > limit {
+                return Ok(Some(which));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// What the wallet has spent (moved out or holds) since `since`, in minor units: transfers, fees and holds that
 /// were not voided.
 pub async fn spent_since_tx(

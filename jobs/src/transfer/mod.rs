@@ -264,17 +264,10 @@ pub async fn create_tx(
         .checked_add(fee)
         .ok_or(LedgerError::Overflow)?;
     let now = Utc::now();
-    if let Some(limit) = source.daily_limit {
-        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_day(now)).await?;
-        if spent.saturating_add(total) > limit {
-            return Ok(Err(R::DailyLimitExceeded));
-        }
-    }
-    if let Some(limit) = source.monthly_limit {
-        let spent = wallet::spent_since_tx(tx, source.account_id, start_of_month(now)).await?;
-        if spent.saturating_add(total) > limit {
-            return Ok(Err(R::MonthlyLimitExceeded));
-        }
+    match wallet::exceeded_limit_tx(tx, &source, total).await? {
+        Some(wallet::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
+        Some(wallet::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
+        None => {}
     }
 
     // Everything below is all-or-nothing: a savepoint, so an overdraft caught by the ledger's CHECK leaves the
