@@ -152,7 +152,13 @@ async fn wait_until(
         let until = (now + WAIT_RECHECK).min(deadline);
         loop {
             match tokio::time::timeout_at(until, receiver.recv()).await {
-                Ok(Ok(event)) if event.operation_id == operation_id => break,
+                // An event that names a status the waiter does not wait for needs no re-read.
+                Ok(Ok(event)) if event.operation_id == operation_id => {
+                    match OperationStatus::parse(&event.status) {
+                        Some(status) if !done(status) => continue,
+                        _ => break,
+                    }
+                }
                 Ok(Ok(_)) => continue,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                 Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,

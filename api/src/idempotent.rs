@@ -153,8 +153,12 @@ async fn create_once<A: CreateAction>(
     };
     tx.commit().await?;
     if let Outcome::Created(created) = &outcome {
-        paycore_jobs::engine::wake(&state.pool, &[paycore_jobs::engine::Queue::Payments]).await;
-        paycore_jobs::operation::announce(&state.pool, &[created.operation_id]).await;
+        paycore_jobs::notify::announce_created(
+            &state.pool,
+            &[created.operation_id],
+            &[paycore_jobs::engine::Queue::Payments],
+        )
+        .await;
     }
     Ok(Ok(outcome))
 }

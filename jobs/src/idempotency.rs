@@ -34,14 +34,15 @@ pub async fn claim_tx(
     key: &str,
     request_hash: &str,
 ) -> Result<Claim, sqlx::Error> {
-    sqlx::query("delete from idempotency_key where user_id = $1 and idempotency_key = $2 and expires_at < now()")
-        .bind(user_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
+    // One statement: a new key is inserted, an expired one is taken over as if new (a concurrent claim of the same
+    // expired key waits for this row and then finds it live).
     let claimed = sqlx::query(
         "insert into idempotency_key (user_id, idempotency_key, request_hash, expires_at)
-         values ($1, $2, $3, now() + $4 * interval '1 second') on conflict do nothing",
+         values ($1, $2, $3, now() + $4 * interval '1 second')
+         on conflict (user_id, idempotency_key) do update
+             set request_hash = excluded.request_hash, response_status = null, response_body = null,
+                 created_at = now(), expires_at = excluded.expires_at
+             where idempotency_key.expires_at < now()",
     )
     .bind(user_id)
     .bind(key)

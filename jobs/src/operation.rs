@@ -88,14 +88,28 @@ pub async fn insert_tx(
     owner_id: Option<Uuid>,
     request: &serde_json::Value,
 ) -> Result<Uuid, sqlx::Error> {
+    insert_open_tx(tx, kind, owner_id, request, OperationStatus::Pending).await
+}
+
+/// [`insert_tx`] for an operation whose first step is already decided in the creating transaction: it starts in
+/// `status` (an open one: `pending`, `processing` or `requires_action`), one statement instead of two.
+pub async fn insert_open_tx(
+    tx: &mut PgConnection,
+    kind: &str,
+    owner_id: Option<Uuid>,
+    request: &serde_json::Value,
+    status: OperationStatus,
+) -> Result<Uuid, sqlx::Error> {
+    debug_assert!(!status.is_terminal());
     let operation_id = Uuid::now_v7();
     sqlx::query(
-        "insert into operation (operation_id, kind, owner_id, request) values ($1, $2, $3, $4)",
+        "insert into operation (operation_id, kind, owner_id, request, status) values ($1, $2, $3, $4, $5)",
     )
     .bind(operation_id)
     .bind(kind)
     .bind(owner_id)
     .bind(request)
+    .bind(status.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(operation_id)

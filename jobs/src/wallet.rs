@@ -85,12 +85,15 @@ pub async fn owned(
     .await
 }
 
-pub async fn by_id(pool: &PgPool, wallet_id: Uuid) -> Result<Option<WalletRow>, sqlx::Error> {
+pub async fn by_id(
+    db: impl sqlx::PgExecutor<'_>,
+    wallet_id: Uuid,
+) -> Result<Option<WalletRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select {WALLET_COLUMNS} from wallet where wallet_id = $1"
     )))
     .bind(wallet_id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 

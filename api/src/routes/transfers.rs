@@ -301,22 +301,21 @@ impl TransfersApi {
         Ok(TransferBody::new(row, op.as_ref()))
     }
 
-    /// Waits for the transfer's operation to settle when the client asked to; the answer to send.
+    /// Waits for the transfer's operation to settle when the client asked to; the answer to send. `unsettled` is
+    /// the transfer as the caller has it, answered if it does not settle in time (it is read otherwise).
     async fn respond(
         &self,
-        row: TransferRow,
+        transfer_id: Uuid,
+        unsettled: Option<TransferRow>,
         wait: Option<Duration>,
         settled_status: u16,
     ) -> ApiResult<TransferResponse> {
         if let Some(wait) = wait {
             let settled =
-                events::wait_settled(&self.state.pool, &self.state.events, row.transfer_id, wait)
+                events::wait_settled(&self.state.pool, &self.state.events, transfer_id, wait)
                     .await?;
-            if settled.is_some_and(|op| op.status().is_terminal()) {
-                let fresh = transfer::get(&self.state.pool, row.transfer_id)
-                    .await?
-                    .unwrap_or(row);
-                let body = self.body_of(&fresh).await?;
+            if let Some(op) = settled.filter(|op| op.status().is_terminal()) {
+                let body = TransferBody::new(&self.stored(transfer_id).await?, Some(&op));
                 return Ok(if settled_status == 201 {
                     TransferResponse::Created(Json(body))
                 } else {
@@ -324,7 +323,17 @@ impl TransfersApi {
                 });
             }
         }
+        let row = match unsettled {
+            Some(row) => row,
+            None => self.stored(transfer_id).await?,
+        };
         Ok(TransferResponse::Accepted(Json(self.body_of(&row).await?)))
+    }
+
+    async fn stored(&self, transfer_id: Uuid) -> ApiResult<TransferRow> {
+        transfer::get(&self.state.pool, transfer_id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("transfer vanished")))
     }
 }
 
@@ -353,10 +362,7 @@ impl TransfersApi {
             .await?
         {
             idempotent::Outcome::Created(created) => {
-                let row = transfer::get(&self.state.pool, created.operation_id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("transfer vanished")))?;
-                self.respond(row, wait, 201).await
+                self.respond(created.operation_id, None, wait, 201).await
             }
             idempotent::Outcome::Stored { status, body } => replay(status, body),
         }
@@ -442,7 +448,7 @@ impl TransfersApi {
                 ApiError::conflict("transfer_expired", rejection.to_string())
             }
         })?;
-        self.respond(row, events::parse_prefer_wait(prefer), 200)
+        self.respond(row.transfer_id, Some(row), events::parse_prefer_wait(prefer), 200)
             .await
     }
 }

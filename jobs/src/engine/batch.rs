@@ -78,6 +78,7 @@ async fn run(mut receiver: mpsc::UnboundedReceiver<Completion>) {
             Ok(held) => {
                 for (completion, held) in batch.into_iter().zip(held) {
                     let outcome = if held {
+                        completion.ctx.committed.set();
                         Ok(())
                     } else {
                         Err(JobError::LeaseLost)
@@ -91,6 +92,9 @@ async fn run(mut receiver: mpsc::UnboundedReceiver<Completion>) {
                     "a completion batch could not commit as a whole; completing its runs one by one");
                 futures::future::join_all(batch.into_iter().map(|completion| async move {
                     let outcome = complete_alone(&completion.ctx, completion.effect.as_ref()).await;
+                    if outcome.is_ok() {
+                        completion.ctx.committed.set();
+                    }
                     let _ = completion.reply.send(outcome);
                 }))
                 .await;

@@ -7,7 +7,16 @@
 //! before any effect is written. The same transaction marks the job done, so a crash after the commit but before
 //! apalis's asynchronous acknowledgement can never make the job run again.
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -75,6 +84,25 @@ pub struct JobContext {
     pub started_at: DateTime<Utc>,
     /// How this job's queue backs off after a transient failure.
     pub retry_policy: RetryPolicy,
+    /// Set by a batcher once this run's fenced transaction has committed.
+    pub committed: Committed,
+}
+
+/// Whether a run's fenced transaction has committed: the job is then marked done, and the worker skips its own
+/// `record_success` statement. Shared by the clones of one run's [`JobContext`]; never set for a run whose
+/// handler only opened a fenced transaction (it may have rolled it back).
+#[derive(Debug, Clone, Default)]
+pub struct Committed(Arc<AtomicBool>);
+
+impl Committed {
+    /// Call only after the fenced transaction in which this run's lease held has committed.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl JobContext {

@@ -11,5 +11,5 @@ pub mod scheduler;
 pub mod worker;
 
 pub use enqueue::{enqueue_many_tx, enqueue_tx, wake, EnqueueError, Job, NewJob};
-pub use handler::{JobContext, JobError, Registry};
+pub use handler::{Committed, JobContext, JobError, Registry};
 pub use queue::Queue;

@@ -212,6 +212,7 @@ async fn run_job(
         attempts_before,
         started_at: Utc::now(),
         retry_policy: dispatcher.retry_policy,
+        committed: Default::default(),
     };
     let span = tracing::info_span!(
         "job", job_id = %ctx.job_id, queue = %ctx.queue, attempt = ctx.attempt(),
@@ -283,7 +284,10 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
     let error = match outcome {
         Ok(()) => {
             tracing::debug!("job succeeded");
-            record_retrying(ctx, None).await;
+            // A batcher's fenced commit already marked the job done.
+            if !ctx.committed.is_set() {
+                record_retrying(ctx, None).await;
+            }
             return Ok(());
         }
         Err(error) => error,

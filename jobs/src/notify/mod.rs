@@ -507,7 +507,7 @@ enum Announce<'a> {
 
 /// After a commit: tells the real-time streams about the operations' new status (`paycore_operation`, for
 /// `Announce::Operations`) and about notifications not announced yet (`paycore_notification`), and wakes the
-/// e-mail workers. Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
+/// workers of the `wake` queues (the e-mail queue at least). Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
 /// workers poll.
 ///
 /// All of it is one statement, because each notifying transaction takes PostgreSQL's one notify lock for the
@@ -516,7 +516,7 @@ enum Announce<'a> {
 /// transaction that writes and notifies would keep the lock until its commit is on disk; `announced_at` only says
 /// what is left to announce (lost in a crash, a notification is announced again), so this commit does not wait
 /// for the disk (`synchronous_commit` off for this transaction alone).
-async fn announce(pool: &PgPool, which: Announce<'_>) {
+async fn announce(pool: &PgPool, which: Announce<'_>, wake: &[Queue]) {
     let (filter, operations, user) = match which {
         Announce::Operations(ids) => ("operation_id = any($1)", ids.to_vec(), None),
         Announce::User(user_id) => ("user_id = $2", Vec::new(), Some(user_id)),
@@ -535,16 +535,16 @@ async fn announce(pool: &PgPool, which: Announce<'_>) {
              select pg_notify($3, json_build_object('notification_id', notification_id, 'user_id', user_id,
                                                     'kind', kind)::text)
              from announced where (select count(*) from operations) >= 0),
-         woken as (select {wake})
+         woken as (select {wake} from unnest($5::text[]) as q(name))
          select set_config('synchronous_commit', 'off', true),
                 (select count(*) from operations), (select count(*) from sent), (select count(*) from woken)",
-        wake = crate::engine::enqueue::wake_sql("$5", "$6")
+        wake = crate::engine::enqueue::wake_sql("q.name", "$6")
     )))
     .bind(operations)
     .bind(user)
     .bind(NOTIFICATION_CHANNEL)
     .bind(crate::operation::OPERATION_CHANNEL)
-    .bind(Queue::Emails.name())
+    .bind(wake.iter().map(|queue| queue.name()).collect::<Vec<_>>())
     .bind(ulid::Ulid::generate().to_string())
     .execute(pool)
     .await;
@@ -555,12 +555,22 @@ async fn announce(pool: &PgPool, which: Announce<'_>) {
 
 /// After a commit: announces these operations' status and their new notifications.
 pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
-    announce(pool, Announce::Operations(operation_ids)).await;
+    announce(pool, Announce::Operations(operation_ids), &[Queue::Emails]).await;
+}
+
+/// [`announce_for_operations`] for operations just created, and a wake of `queues` (where their jobs wait) in the
+/// same statement.
+pub async fn announce_created(pool: &PgPool, operation_ids: &[Uuid], queues: &[Queue]) {
+    let mut wake = queues.to_vec();
+    if !wake.contains(&Queue::Emails) {
+        wake.push(Queue::Emails);
+    }
+    announce(pool, Announce::Operations(operation_ids), &wake).await;
 }
 
 /// After a commit: announces a user's notifications that no operation carries (sign-ins, codes, low balance).
 pub async fn announce_for_user(pool: &PgPool, user_id: Uuid) {
-    announce(pool, Announce::User(user_id)).await;
+    announce(pool, Announce::User(user_id), &[Queue::Emails]).await;
 }
 
 /// Deletes old inbox rows, used or expired codes and old development mail (daily; the retention comes from the

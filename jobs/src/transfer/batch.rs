@@ -177,7 +177,7 @@ async fn settle_open(
     .fetch_all(&mut *tx)
     .await?;
     let mut settled: Vec<(&Settling, bool, &str)> = Vec::with_capacity(leased.len());
-    for (index, settling) in leased {
+    for &(index, settling) in &leased {
         let status = statuses
             .iter()
             .find(|(id, _)| *id == settling.transfer.transfer_id)
@@ -188,8 +188,14 @@ async fn settle_open(
             settled.push((settling, post, status));
         }
     }
+    let committed = |batch: &[Request]| {
+        for (index, _) in &leased {
+            batch[*index].ctx.committed.set();
+        }
+    };
     if settled.is_empty() {
         tx.commit().await?;
+        committed(batch);
         return Ok(());
     }
     let mut moves = Vec::with_capacity(settled.len() * 2);
@@ -259,6 +265,7 @@ async fn settle_open(
         .await?;
     }
     tx.commit().await?;
+    committed(batch);
     let announced: Vec<Uuid> = settled
         .iter()
         .map(|(s, _, _)| s.transfer.transfer_id)

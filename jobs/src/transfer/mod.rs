@@ -211,32 +211,18 @@ pub async fn create_tx(
     if source.currency() != request.currency {
         return Ok(Err(R::CurrenciesMustMatch { param: "currency" }));
     }
-    let recipient = match &request.to {
-        Recipient::Wallet(id) => {
-            sqlx::query_scalar::<_, Uuid>("select wallet_id from wallet where wallet_id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        Recipient::AccountNumber(number) => wallet::by_account_number_tx(tx, number)
-            .await?
-            .map(|w| w.wallet_id),
-    };
-    let Some(recipient_id) = recipient else {
-        return Ok(Err(R::RecipientNotFound));
-    };
-    if recipient_id == source.wallet_id {
-        return Ok(Err(R::SameWallet));
-    }
     // The recipient row is read without a lock: only its currency, status and account are needed, and the ledger
     // locks its account.
-    let recipient: wallet::WalletRow = sqlx::query_as(
-        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
-                pin_hash, pin_failed_attempts, pin_locked_until, created_at from wallet where wallet_id = $1",
-    )
-    .bind(recipient_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let recipient = match &request.to {
+        Recipient::Wallet(id) => wallet::by_id(&mut *tx, *id).await?,
+        Recipient::AccountNumber(number) => wallet::by_account_number_tx(tx, number).await?,
+    };
+    let Some(recipient) = recipient else {
+        return Ok(Err(R::RecipientNotFound));
+    };
+    if recipient.wallet_id == source.wallet_id {
+        return Ok(Err(R::SameWallet));
+    }
     if recipient.currency() != request.currency {
         return Ok(Err(R::CurrenciesMustMatch { param: "to" }));
     }
@@ -312,7 +298,7 @@ async fn hold_and_record(
     now: DateTime<Utc>,
 ) -> Result<TransferRow, TransferError> {
     let currency = request.currency;
-    let operation_id = operation::insert_tx(
+    let operation_id = operation::insert_open_tx(
         tx,
         "transfer",
         Some(user_id),
@@ -321,6 +307,10 @@ async fn hold_and_record(
             "amount": request.amount.minor(), "currency": currency.code(), "narration": request.narration,
             "mode": request.mode.as_str(),
         }),
+        match request.mode {
+            Mode::Instant => operation::OperationStatus::Processing,
+            Mode::Acceptance => operation::OperationStatus::RequiresAction,
+        },
     )
     .await?;
     let expires_at = match request.mode {
@@ -380,17 +370,8 @@ async fn hold_and_record(
     .fetch_one(&mut *tx)
     .await?;
     match request.mode {
-        Mode::Instant => {
-            operation::mark_processing_tx(tx, operation_id).await?;
-            enqueue_settle_tx(tx, operation_id).await?;
-        }
+        Mode::Instant => enqueue_settle_tx(tx, operation_id).await?,
         Mode::Acceptance => {
-            operation::transition_to_tx(
-                tx,
-                operation_id,
-                operation::OperationStatus::RequiresAction,
-            )
-            .await?;
             let parties = parties_tx(tx, &row).await?;
             crate::notify::notify_tx(
                 tx,

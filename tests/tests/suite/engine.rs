@@ -259,6 +259,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_commit() {
         attempts_before: 0,
         started_at: chrono::Utc::now(),
         retry_policy: Queue::Maintenance.retry_policy(),
+        committed: Default::default(),
     };
     // While A holds the lease it can open its fenced transaction.
     ctx_a

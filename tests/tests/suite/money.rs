@@ -307,6 +307,49 @@ async fn the_same_idempotency_key_replays_the_first_answer_and_a_different_body_
 }
 
 #[tokio::test]
+async fn an_expired_idempotency_key_is_a_new_key() {
+    let app = spawn_app().await;
+    let (ada, bayo) = (
+        app.register_user("ada").await,
+        app.register_user("bayo").await,
+    );
+    let first = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_000, json!({}), "old-key", None)
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("json");
+    sqlx::query("update idempotency_key set expires_at = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .expect("expire the key");
+    // Past its expiry the key is claimed afresh, even for a different request.
+    let second = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_001, json!({}), "old-key", None)
+        .await;
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+    let second: Value = second.json().await.expect("json");
+    assert_ne!(first["transfer_id"], second["transfer_id"]);
+    let (hash_rows, live): (i64, bool) = sqlx::query_as(
+        "select count(*), bool_and(expires_at > now() and response_status = 202) from idempotency_key",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("keys");
+    assert_eq!((hash_rows, live), (1, true), "the key's row was taken over");
+    // And it replays the new answer now.
+    let again = app
+        .transfer_with_key(&ada, &bayo.account_number, 10_001, json!({}), "old-key", None)
+        .await;
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["transfer_id"], second["transfer_id"]);
+    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(transfers, 2);
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_sent_concurrently_makes_exactly_one_transfer() {
     let app = spawn_app().await;
     let (ada, bayo) = (
