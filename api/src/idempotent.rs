@@ -7,6 +7,7 @@ use std::{future::Future, time::Duration};
 
 use paycore_jobs::{
     auth::sha256_hex,
+    engine::Queue,
     idempotency::{self, Claim, IDEMPOTENCY_KEY_CHARS_MAX},
     ledger::{is_retryable_db_error, LedgerError},
 };
@@ -52,7 +53,12 @@ pub struct Created {
     pub operation_id: Uuid,
     /// The resource as answered (and stored for replays) with status 202.
     pub body: serde_json::Value,
+    /// The queues the create enqueued jobs on, woken after the commit.
+    pub wake: &'static [Queue],
 }
+
+/// What most creates enqueue: the operation's job on the payments queue, and perhaps a notification's e-mail.
+pub const PAYMENTS_AND_EMAILS: &[Queue] = &[Queue::Payments, Queue::Emails];
 
 /// One create: checks and writes in the caller's transaction. `Ok(Err(_))` is a refusal, stored and answered.
 pub trait CreateAction: Sync {
@@ -153,12 +159,8 @@ async fn create_once<A: CreateAction>(
     };
     tx.commit().await?;
     if let Outcome::Created(created) = &outcome {
-        paycore_jobs::notify::announce_created(
-            &state.pool,
-            &[created.operation_id],
-            &[paycore_jobs::engine::Queue::Payments],
-        )
-        .await;
+        paycore_jobs::notify::announce_created(&state.pool, &[created.operation_id], created.wake)
+            .await;
     }
     Ok(Ok(outcome))
 }

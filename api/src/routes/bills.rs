@@ -328,6 +328,7 @@ impl CreateAction for CreateBillPayment {
             match bills::create_tx(tx, self.user_id, &self.request).await? {
                 Ok(row) => Ok(Created {
                     operation_id: row.payment_id,
+                    wake: crate::idempotent::PAYMENTS_AND_EMAILS,
                     body: poem_openapi::types::ToJSON::to_json(&BillPaymentBody::new(&row, None))
                         .unwrap_or_default(),
                 }),

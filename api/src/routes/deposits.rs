@@ -131,6 +131,7 @@ impl CreateAction for CreateDeposit {
                 let body = DepositBody::new(&row, None);
                 Ok(Created {
                     operation_id: row.deposit_id,
+                    wake: crate::idempotent::PAYMENTS_AND_EMAILS,
                     body: poem_openapi::types::ToJSON::to_json(&body).unwrap_or_default(),
                 })
             }

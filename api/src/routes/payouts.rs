@@ -152,6 +152,7 @@ impl CreateAction for CreatePayout {
             match payout::create_tx(tx, &self.config, self.user_id, &self.request).await? {
                 Ok(row) => Ok(Created {
                     operation_id: row.payout_id,
+                    wake: crate::idempotent::PAYMENTS_AND_EMAILS,
                     body: poem_openapi::types::ToJSON::to_json(&PayoutBody::new(&row, None))
                         .unwrap_or_default(),
                 }),

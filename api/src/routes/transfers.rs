@@ -285,6 +285,12 @@ impl idempotent::CreateAction for CreateTransfer<'_> {
                 };
                 Ok(idempotent::Created {
                     operation_id: row.transfer_id,
+                    // An instant transfer's settlement job; or the e-mail asking the recipient to accept.
+                    wake: if row.mode == "instant" {
+                        &[paycore_jobs::engine::Queue::Payments]
+                    } else {
+                        &[paycore_jobs::engine::Queue::Emails]
+                    },
                     body: TransferBody::new(&row, Some(&op))
                         .to_json()
                         .unwrap_or_default(),

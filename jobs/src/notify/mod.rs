@@ -507,7 +507,7 @@ enum Announce<'a> {
 
 /// After a commit: tells the real-time streams about the operations' new status (`paycore_operation`, for
 /// `Announce::Operations`) and about notifications not announced yet (`paycore_notification`), and wakes the
-/// workers of the `wake` queues (the e-mail queue at least). Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
+/// workers of the `wake` queues. Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
 /// workers poll.
 ///
 /// All of it is one statement, because each notifying transaction takes PostgreSQL's one notify lock for the
@@ -558,14 +558,10 @@ pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
     announce(pool, Announce::Operations(operation_ids), &[Queue::Emails]).await;
 }
 
-/// [`announce_for_operations`] for operations just created, and a wake of `queues` (where their jobs wait) in the
-/// same statement.
+/// [`announce_for_operations`] for operations just created, waking the workers of `queues` (where the creating
+/// transaction enqueued jobs; include the e-mail queue if it wrote notifications) in the same statement.
 pub async fn announce_created(pool: &PgPool, operation_ids: &[Uuid], queues: &[Queue]) {
-    let mut wake = queues.to_vec();
-    if !wake.contains(&Queue::Emails) {
-        wake.push(Queue::Emails);
-    }
-    announce(pool, Announce::Operations(operation_ids), &wake).await;
+    announce(pool, Announce::Operations(operation_ids), queues).await;
 }
 
 /// After a commit: announces a user's notifications that no operation carries (sign-ins, codes, low balance).
