@@ -345,6 +345,11 @@ async fn hold_and_record(
             operation_id: Some(operation_id),
         });
     }
+    if request.mode == Mode::Instant {
+        // Before the hold: the accounts' row locks, which concurrent transfers of the same wallets queue on, are
+        // held from the posting to the commit, so as little as possible comes after it.
+        enqueue_settle_tx(tx, operation_id).await?;
+    }
     let ids = ledger::post_tx(tx, &holds).await?;
     let status = match request.mode {
         Mode::Instant => "processing",
@@ -369,24 +374,21 @@ async fn hold_and_record(
     .bind(expires_at)
     .fetch_one(&mut *tx)
     .await?;
-    match request.mode {
-        Mode::Instant => enqueue_settle_tx(tx, operation_id).await?,
-        Mode::Acceptance => {
-            let parties = parties_tx(tx, &row).await?;
-            crate::notify::notify_tx(
-                tx,
-                parties.recipient_id,
-                &crate::notify::Event::TransferAwaitingAcceptance {
-                    amount: row.amount,
-                    currency: row.currency.clone(),
-                    counterparty: parties.sender_name,
-                    expires_at: row.expires_at,
-                    reference: row.transfer_id,
-                },
-                Some(row.transfer_id),
-            )
-            .await?;
-        }
+    if request.mode == Mode::Acceptance {
+        let parties = parties_tx(tx, &row).await?;
+        crate::notify::notify_tx(
+            tx,
+            parties.recipient_id,
+            &crate::notify::Event::TransferAwaitingAcceptance {
+                amount: row.amount,
+                currency: row.currency.clone(),
+                counterparty: parties.sender_name,
+                expires_at: row.expires_at,
+                reference: row.transfer_id,
+            },
+            Some(row.transfer_id),
+        )
+        .await?;
     }
     Ok(row)
 }
