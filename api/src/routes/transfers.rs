@@ -454,7 +454,12 @@ impl TransfersApi {
                 ApiError::conflict("transfer_expired", rejection.to_string())
             }
         })?;
-        self.respond(row.transfer_id, Some(row), events::parse_prefer_wait(prefer), 200)
-            .await
+        self.respond(
+            row.transfer_id,
+            Some(row),
+            events::parse_prefer_wait(prefer),
+            200,
+        )
+        .await
     }
 }

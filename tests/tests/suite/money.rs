@@ -314,7 +314,14 @@ async fn an_expired_idempotency_key_is_a_new_key() {
         app.register_user("bayo").await,
     );
     let first = app
-        .transfer_with_key(&ada, &bayo.account_number, 10_000, json!({}), "old-key", None)
+        .transfer_with_key(
+            &ada,
+            &bayo.account_number,
+            10_000,
+            json!({}),
+            "old-key",
+            None,
+        )
         .await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let first: Value = first.json().await.expect("json");
@@ -324,7 +331,14 @@ async fn an_expired_idempotency_key_is_a_new_key() {
         .expect("expire the key");
     // Past its expiry the key is claimed afresh, even for a different request.
     let second = app
-        .transfer_with_key(&ada, &bayo.account_number, 10_001, json!({}), "old-key", None)
+        .transfer_with_key(
+            &ada,
+            &bayo.account_number,
+            10_001,
+            json!({}),
+            "old-key",
+            None,
+        )
         .await;
     assert_eq!(second.status(), StatusCode::ACCEPTED);
     let second: Value = second.json().await.expect("json");
@@ -338,7 +352,14 @@ async fn an_expired_idempotency_key_is_a_new_key() {
     assert_eq!((hash_rows, live), (1, true), "the key's row was taken over");
     // And it replays the new answer now.
     let again = app
-        .transfer_with_key(&ada, &bayo.account_number, 10_001, json!({}), "old-key", None)
+        .transfer_with_key(
+            &ada,
+            &bayo.account_number,
+            10_001,
+            json!({}),
+            "old-key",
+            None,
+        )
         .await;
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["transfer_id"], second["transfer_id"]);
