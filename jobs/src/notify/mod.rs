@@ -507,8 +507,8 @@ enum Announce<'a> {
 
 /// After a commit: tells the real-time streams about the operations' new status (`paycore_operation`, for
 /// `Announce::Operations`) and about notifications not announced yet (`paycore_notification`), and wakes the
-/// workers of the `wake` queues. Failures are logged: the inbox still has the rows, waiting requests re-read their operation, and
-/// workers poll.
+/// workers of the `wake` queues. Failures are logged: the inbox still has the rows, waiting requests re-read their
+/// operation, and workers poll.
 ///
 /// All of it is one statement, because each notifying transaction takes PostgreSQL's one notify lock for the
 /// database: with a transaction per notice, settling a transfer queued three times for that lock, and on two
