@@ -199,6 +199,22 @@ impl TestApp {
         }
     }
 
+    /// Two registered users, `ada` and `bayo`, each with a funded wallet.
+    pub async fn register_pair(&self) -> (TestUser, TestUser) {
+        (
+            self.register_user("ada").await,
+            self.register_user("bayo").await,
+        )
+    }
+
+    /// How many transfers exist.
+    pub async fn transfer_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from transfer")
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count transfers")
+    }
+
     /// Sends a transfer with a fresh idempotency key and the given extra fields.
     pub async fn transfer(
         &self,

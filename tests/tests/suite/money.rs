@@ -72,10 +72,7 @@ async fn emails_are_unique_regardless_of_case() {
 #[tokio::test]
 async fn an_instant_transfer_moves_the_amount_and_charges_the_fee_to_fee_income() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let response = app
         .transfer(&ada, &bayo.account_number, 100_000, json!({}))
         .await;
@@ -124,10 +121,7 @@ async fn an_instant_transfer_moves_the_amount_and_charges_the_fee_to_fee_income(
 #[tokio::test]
 async fn without_waiting_a_transfer_is_accepted_with_its_funds_held_then_settles() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let response = app
         .transfer_with_key(
             &ada,
@@ -258,10 +252,7 @@ async fn opposite_transfers_between_many_pairs_at_once_never_surface_a_deadlock(
 #[tokio::test]
 async fn the_same_idempotency_key_replays_the_first_answer_and_a_different_body_is_refused() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let first = app
         .transfer_with_key(&ada, &bayo.account_number, 10_000, json!({}), "key-1", None)
         .await;
@@ -299,20 +290,13 @@ async fn the_same_idempotency_key_replays_the_first_answer_and_a_different_body_
         error_code(replayed, StatusCode::UNPROCESSABLE_ENTITY).await,
         "insufficient_funds"
     );
-    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
-        .fetch_one(&app.db.pool)
-        .await
-        .expect("count");
-    assert_eq!(transfers, 1);
+    assert_eq!(app.transfer_count().await, 1);
 }
 
 #[tokio::test]
 async fn an_expired_idempotency_key_is_a_new_key() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let first = app
         .transfer_with_key(
             &ada,
@@ -363,20 +347,13 @@ async fn an_expired_idempotency_key_is_a_new_key() {
         .await;
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["transfer_id"], second["transfer_id"]);
-    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
-        .fetch_one(&app.db.pool)
-        .await
-        .expect("count");
-    assert_eq!(transfers, 2);
+    assert_eq!(app.transfer_count().await, 2);
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_sent_concurrently_makes_exactly_one_transfer() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let responses = join_all((0..8).map(|_| {
         app.transfer_with_key(
             &ada,
@@ -405,20 +382,13 @@ async fn the_same_idempotency_key_sent_concurrently_makes_exactly_one_transfer()
         }
     }
     assert_eq!(ids.len(), 1, "every success names the same transfer");
-    let transfers: i64 = sqlx::query_scalar("select count(*) from transfer")
-        .fetch_one(&app.db.pool)
-        .await
-        .expect("count");
-    assert_eq!(transfers, 1);
+    assert_eq!(app.transfer_count().await, 1);
 }
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let valid = json!({
         "from_wallet_id": ada.wallet_id, "to_account_number": bayo.account_number, "amount": 1000, "currency": "NGN",
     });
@@ -607,10 +577,7 @@ async fn settle_runs_waiting_together_commit_in_one_batch_and_one_bad_transfer_f
     use paycore_tests::{fast_engine, InProcessWorkers};
     // The api alone first, so that the settle jobs wait together for the worker.
     let app = paycore_tests::app::spawn_api_only(&[]).await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let good = accepted_transfers(&app, &ada, &bayo, 8, 1_000).await;
     let workers = InProcessWorkers::start_for(
         &app.db.pool,

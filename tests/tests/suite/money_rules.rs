@@ -173,10 +173,7 @@ async fn a_user_cannot_see_freeze_spend_from_or_list_another_users_wallets_and_t
 #[tokio::test]
 async fn admins_may_freeze_any_wallet_and_a_frozen_wallet_can_neither_send_nor_receive() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let admin = app.admin_token(paycore_jobs::auth::Role::Admin).await;
     let frozen = app
         .post(
@@ -432,10 +429,7 @@ async fn acceptance_transfer(app: &TestApp, from: &TestUser, to: &TestUser, amou
 #[tokio::test]
 async fn a_transfer_needing_acceptance_holds_the_funds_until_the_recipient_accepts_or_rejects() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let accepted = acceptance_transfer(&app, &ada, &bayo, 20_000).await;
     let ada_wallet = app.wallet(&ada, &ada.wallet_id).await;
     assert_eq!(
@@ -518,10 +512,7 @@ async fn a_transfer_needing_acceptance_holds_the_funds_until_the_recipient_accep
 #[tokio::test]
 async fn an_unanswered_transfer_expires_through_the_scheduler_and_releases_the_senders_hold() {
     let app = spawn_app_with(&[("TRANSFER_ACCEPTANCE_TTL_SECONDS", "1")]).await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let transfer_id = acceptance_transfer(&app, &ada, &bayo, 40_000).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let late = app
@@ -587,10 +578,7 @@ async fn an_unanswered_transfer_expires_through_the_scheduler_and_releases_the_s
 #[tokio::test]
 async fn a_wallet_pin_is_required_checked_and_locked_after_five_wrong_entries() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let pin_path = format!("/api/v1/wallets/{}/pin", ada.wallet_id);
     for weak in ["1234", "0000", "12", "abcd"] {
         let response = put(&app, &pin_path, &ada.access_token, json!({"pin": weak})).await;
@@ -724,10 +712,7 @@ async fn daily_and_monthly_limits_allow_exactly_the_limit_and_refuse_one_kobo_mo
 #[tokio::test]
 async fn transfer_rejections_come_in_their_documented_order_of_precedence() {
     let app = spawn_app().await;
-    let (ada, bayo) = (
-        app.register_user("ada").await,
-        app.register_user("bayo").await,
-    );
+    let (ada, bayo) = app.register_pair().await;
     let usd = app
         .post(
             "/api/v1/wallets",
