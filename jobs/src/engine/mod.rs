@@ -5,6 +5,7 @@ pub mod batch;
 pub mod builtin;
 pub mod control;
 pub mod enqueue;
+pub mod fetch;
 pub mod handler;
 pub mod queue;
 pub mod scheduler;

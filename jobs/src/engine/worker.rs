@@ -11,13 +11,14 @@ use apalis::prelude::{
     AbortError, Attempt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
     WorkerContext,
 };
-use apalis_postgres::{Config as ApalisConfig, PostgresStorage};
+use apalis_postgres::Config as ApalisConfig;
 use chrono::Utc;
 use futures::FutureExt;
 use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::{
+    fetch::{JobSource, Wakes},
     handler::{decode_envelope, insert_attempt_tx, JobContext, JobError, Registry},
     queue::Queue,
 };
@@ -68,16 +69,12 @@ pub fn default_instance_name() -> String {
     format!("{host}-{}-{suffix:05}", std::process::id())
 }
 
-/// The apalis storage of one queue, configured with PayCore's heartbeat and rescue window.
+/// The apalis job source of one fetch loop of `queue`, configured with PayCore's heartbeat and rescue window.
 ///
 /// The arguments are taken as any JSON value and decoded by the dispatcher: apalis decodes before the handler
 /// runs, and a decoding error there ends the whole worker, so only our code may reject a payload. (Payloads that
 /// are not JSON at all cannot be inserted: `apalis.jobs` has a CHECK for that.)
-fn storage_for(
-    pool: &PgPool,
-    queue: Queue,
-    engine: &EngineConfig,
-) -> PostgresStorage<serde_json::Value> {
+fn source_for(pool: &PgPool, queue: Queue, engine: &EngineConfig, wakes: &Wakes) -> JobSource {
     let config = ApalisConfig::default()
         .queue(queue.name())
         .batch_size(engine.batch_size)
@@ -89,7 +86,7 @@ fn storage_for(
         // `Queued` under our lock, which the lease check and rescue treat like `Running`).
         .lock_tasks(false)
         .persist_results(false);
-    PostgresStorage::new(pool).with_config(config)
+    JobSource::new(pool, config, queue, wakes, engine.heartbeat)
 }
 
 /// Runs workers for `options.queues` until `shutdown` resolves, then stops fetching, lets in-flight jobs finish
@@ -110,6 +107,7 @@ pub async fn run_workers(
             std::thread::sleep(WORKER_RESTART_PAUSE);
             true
         });
+    let (wakes, listener) = Wakes::listen(pool.clone(), &options.queues);
     for queue in options.queues.iter().copied() {
         let dispatcher = Arc::new(Dispatcher {
             pool: pool.clone(),
@@ -123,12 +121,12 @@ pub async fn run_workers(
         let fetchers = concurrency.div_ceil(JOBS_PER_FETCH_LOOP).max(1);
         for fetcher in 0..fetchers {
             let share = concurrency / fetchers + usize::from(fetcher < concurrency % fetchers);
-            let storage = storage_for(&pool, queue, &options.engine);
+            let source = source_for(&pool, queue, &options.engine, &wakes);
             let name = format!("{}-{}-{fetcher}", options.instance, queue.name());
             let dispatcher = Arc::clone(&dispatcher);
             monitor = monitor.register(move |index| {
                 WorkerBuilder::new(format!("{name}-{index}"))
-                    .backend(storage.clone().with_pubsub())
+                    .backend(source.clone())
                     .data(Arc::clone(&dispatcher))
                     .concurrency(share.max(1))
                     .build(run_job)
@@ -146,6 +144,7 @@ pub async fn run_workers(
         .await
         .map_err(|error| anyhow::anyhow!("worker monitor stopped: {error}"));
     presence.abort();
+    listener.abort();
     if let Err(error) = sqlx::query("delete from worker_process where instance = $1")
         .bind(&options.instance)
         .execute(&pool)

@@ -79,6 +79,55 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs_and_a_committed_
     workers.stop().await.expect("stop");
 }
 
+/// A worker fetches only when woken, after a full batch, or on its idle poll; none of those may strand a job.
+#[tokio::test]
+async fn a_burst_larger_than_a_fetch_batch_runs_after_one_wake_up_and_an_unannounced_job_runs_on_the_poll(
+) {
+    let db = TestDb::new().await.expect("db");
+    let engine = paycore_jobs::config::EngineConfig {
+        batch_size: 4,
+        ..fast_engine()
+    };
+    let workers = InProcessWorkers::start(&db.pool, vec![Queue::Maintenance], engine);
+
+    // 23 jobs, one wake-up: the loop keeps fetching while its batches come back full.
+    let mut tx = db.pool.begin().await.expect("begin");
+    let keys: Vec<String> = (0..23).map(|i| format!("burst-{i}")).collect();
+    let jobs = keys
+        .iter()
+        .map(|key| NewJob::new(&probe(key)).expect("job"))
+        .collect();
+    paycore_jobs::engine::enqueue_many_tx(&mut tx, jobs)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    paycore_jobs::engine::wake(&db.pool, &[Queue::Maintenance]).await;
+    eventually(
+        Duration::from_secs(20),
+        "every burst job to run",
+        || async {
+            let ran: i64 = sqlx::query_scalar(
+                "select count(*) from engine_probe where probe_key like 'burst-%' and runs = 1",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+            (ran == 23).then_some(())
+        },
+    )
+    .await;
+
+    // Enqueued with no wake-up at all (as by code that forgot it): found by the idle poll.
+    let mut tx = db.pool.begin().await.expect("begin");
+    let quiet = enqueue_tx(&mut tx, NewJob::new(&probe("quiet")).expect("job"))
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    wait_for_state(&db.pool, &quiet, JobState::Done, Duration::from_secs(20)).await;
+    assert_eq!(probe_runs(&db.pool, "quiet").await, 1);
+    workers.stop().await.expect("stop");
+}
+
 #[tokio::test]
 async fn a_transiently_failing_job_is_retried_with_growing_delays_then_succeeds() {
     let db = TestDb::new().await.expect("db");
