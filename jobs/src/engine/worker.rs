@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::{
+    batch::Completions,
     fetch::{JobSource, Wakes},
     handler::{decode_envelope, insert_attempt_tx, JobContext, JobError, Registry},
     queue::Queue,
@@ -30,6 +31,8 @@ struct Dispatcher {
     registry: Arc<Registry>,
     queue: Queue,
     retry_policy: super::queue::RetryPolicy,
+    /// Marks done, in batches, the runs whose handler returned without a fenced commit of its own.
+    completions: Arc<Completions>,
 }
 
 /// Concurrent jobs per apalis fetch loop; a queue configured for more runs more loops. Every loop listens for
@@ -108,12 +111,14 @@ pub async fn run_workers(
             true
         });
     let (wakes, listener) = Wakes::listen(pool.clone(), &options.queues);
+    let completions = Arc::new(Completions::default());
     for queue in options.queues.iter().copied() {
         let dispatcher = Arc::new(Dispatcher {
             pool: pool.clone(),
             registry: Arc::clone(&registry),
             queue,
             retry_policy: options.engine.retry_policy(queue),
+            completions: Arc::clone(&completions),
         });
         // One apalis worker runs one fetch loop, which also flushes its lock and acknowledgement events to the
         // database before each fetch; a queue with high concurrency gets several loops so that fetching keeps up.
@@ -219,7 +224,7 @@ async fn run_job(
     );
     async move {
         let outcome = dispatch(&dispatcher, &mut ctx, payload).await;
-        finish(&ctx, outcome).await
+        finish(&ctx, outcome, &dispatcher.completions).await
     }
     .instrument(span)
     .await
@@ -279,13 +284,17 @@ async fn dispatch(
 }
 
 /// Records how a run ended, in a fenced transaction, and tells apalis what to store.
-async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), BoxDynError> {
+async fn finish(
+    ctx: &JobContext,
+    outcome: Result<(), JobError>,
+    completions: &Completions,
+) -> Result<(), BoxDynError> {
     let error = match outcome {
         Ok(()) => {
             tracing::debug!("job succeeded");
             // A batcher's fenced commit already marked the job done.
             if !ctx.committed.is_set() {
-                record_retrying(ctx, None).await;
+                record_retrying(ctx, None, completions).await;
             }
             return Ok(());
         }
@@ -295,7 +304,7 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
         tracing::warn!("job lease lost to another worker; this run's effects were rolled back");
         return Err(Box::new(error));
     }
-    record_retrying(ctx, Some(&error)).await;
+    record_retrying(ctx, Some(&error), completions).await;
     match error {
         JobError::Permanent { .. } => {
             tracing::warn!(error = %error, "job failed permanently");
@@ -311,15 +320,20 @@ async fn finish(ctx: &JobContext, outcome: Result<(), JobError>) -> Result<(), B
 /// Records a run's outcome (`None`: success), trying again a few times while the database is unreachable. If it
 /// still fails, the row stays locked by this worker until a rescue makes it runnable again (handlers are
 /// idempotent).
-async fn record_retrying(ctx: &JobContext, error: Option<&JobError>) {
+///
+/// A success is marked done with the other runs of this process that succeed at the same moment, in one fenced
+/// transaction ([`Completions`]): one commit for a batch of runs instead of one each.
+async fn record_retrying(ctx: &JobContext, error: Option<&JobError>, completions: &Completions) {
     let mut tries = 0;
     loop {
         let recorded = match error {
-            None => record_success(ctx).await,
+            None => completions.complete(ctx.clone(), None).await,
             Some(error) => record_failure(ctx, error).await,
         };
         match recorded {
             Ok(()) => return,
+            // After a success, the usual reason: the handler's own fenced commit already marked the job done.
+            Err(JobError::LeaseLost) if error.is_none() => return,
             Err(JobError::LeaseLost) => {
                 tracing::warn!("job lease lost before its outcome could be recorded");
                 return;
@@ -335,30 +349,6 @@ async fn record_retrying(ctx: &JobContext, error: Option<&JobError>) {
             }
         }
     }
-}
-
-/// Marks a succeeded job done when its handler did not (it returned without a fenced commit, e.g. because there was
-/// nothing left to do). After a fenced commit the job is already done and this statement matches nothing.
-async fn record_success(ctx: &JobContext) -> Result<(), JobError> {
-    sqlx::query(
-        "with done as (
-             update apalis.jobs set status = 'Done', attempts = $3 + 1, done_at = now(),
-                 last_result = '{\"Ok\": null}'::jsonb
-             where id = $1 and lock_by = $2 and attempts = $3 and status in ('Queued', 'Running')
-             returning id
-         )
-         insert into job_attempt (job_id, queue, kind, attempt, worker, outcome, started_at)
-         select id, $4, $5, $3 + 1, $2, 'succeeded', $6 from done",
-    )
-    .bind(&ctx.job_id)
-    .bind(&ctx.worker)
-    .bind(ctx.attempts_before)
-    .bind(ctx.queue.name())
-    .bind(&ctx.kind)
-    .bind(ctx.started_at)
-    .execute(&ctx.pool)
-    .await?;
-    Ok(())
 }
 
 /// Recording an outcome is itself retried a few times (the database may be restarting).
