@@ -1,7 +1,7 @@
 //! Worker processes: one apalis worker per served queue, all dispatching through the same registry.
 //!
-//! apalis runs the fetch loop, heartbeats, pub/sub wake-ups, concurrency limits and graceful shutdown. This module
-//! adds what apalis-postgres 1.0 lacks: decoding failures that kill only the job, persisted backoff (the job's
+//! apalis runs the fetch loop, heartbeats, concurrency limits and graceful shutdown; `fetch.rs` decides when a loop
+//! fetches and wakes it. This module adds what apalis-postgres 1.0 lacks: decoding failures that kill only the job, persisted backoff (the job's
 //! `run_at` is moved in the database), permanent failures that fail the operation, an attempt history, and the
 //! fenced completion described in `handler.rs`.
 
@@ -35,9 +35,10 @@ struct Dispatcher {
     completions: Arc<Completions>,
 }
 
-/// Concurrent jobs per apalis fetch loop; a queue configured for more runs more loops. Every loop listens for
-/// wake-ups and fetches on each, so more loops than needed are a thundering herd: at 8 jobs per loop, a 64-job
-/// payments queue ran 8 loops and a settled transfer cost 15–20 % more CPU than with 2 (measured with the bench).
+/// Concurrent jobs per apalis fetch loop; a queue configured for more runs more loops. apalis's own loops each
+/// fetched on every wake-up, so more loops than needed were a thundering herd: at 8 jobs per loop, a 64-job payments
+/// queue ran 8 loops and a settled transfer cost 15–20 % more CPU than with 2 (measured with the bench). A wake-up
+/// now sends one waiting loop to fetch, but a loop that was busy still fetches once when it comes back.
 const JOBS_PER_FETCH_LOOP: usize = 32;
 
 /// How long a failed worker waits before it restarts.
@@ -120,8 +121,8 @@ pub async fn run_workers(
             retry_policy: options.engine.retry_policy(queue),
             completions: Arc::clone(&completions),
         });
-        // One apalis worker runs one fetch loop, which also flushes its lock and acknowledgement events to the
-        // database before each fetch; a queue with high concurrency gets several loops so that fetching keeps up.
+        // One apalis worker runs one fetch loop, and its handlers run on that loop's task; a queue with high
+        // concurrency gets several loops, so that its jobs run on more than one thread.
         let concurrency = options.engine.concurrency_of(queue);
         let fetchers = concurrency.div_ceil(JOBS_PER_FETCH_LOOP).max(1);
         for fetcher in 0..fetchers {
