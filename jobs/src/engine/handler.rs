@@ -156,6 +156,17 @@ impl JobContext {
         runs: &[&JobContext],
     ) -> Result<(Transaction<'static, Postgres>, Vec<bool>), JobError> {
         let mut tx = pool.begin().await?;
+        let held = Self::fence_many(&mut tx, runs).await?;
+        Ok((tx, held))
+    }
+
+    /// Checks the leases of `runs` and marks done, with their attempt records, those that hold; returns, in order,
+    /// whether each held. One statement: on a connection outside a transaction it commits on its own, so runs with
+    /// nothing else to commit are completed in one round trip.
+    pub(crate) async fn fence_many(
+        conn: &mut sqlx::PgConnection,
+        runs: &[&JobContext],
+    ) -> Result<Vec<bool>, JobError> {
         let column = |f: fn(&JobContext) -> String| runs.iter().map(|c| f(c)).collect::<Vec<_>>();
         let held: Vec<(String, bool)> = sqlx::query_as(
             "with run as (
@@ -184,13 +195,12 @@ impl JobContext {
         .bind(column(|c| c.queue.name().to_owned()))
         .bind(column(|c| c.kind.clone()))
         .bind(runs.iter().map(|c| c.started_at).collect::<Vec<DateTime<Utc>>>())
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?;
-        let held = runs
+        Ok(runs
             .iter()
             .map(|run| held.iter().any(|(id, held)| *held && *id == run.job_id))
-            .collect();
-        Ok((tx, held))
+            .collect())
     }
 
     /// Locks the job row and checks that this run still holds its lease; returns the job's attempt limit.
