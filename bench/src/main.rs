@@ -6,7 +6,7 @@
 //! cargo run --release -p paycore-bench -- transfers [--clients 8,32,64] [--seconds 15] [--users 64] [--pgbench-seconds 20]
 //! cargo run --release -p paycore-bench -- hot-wallet [--clients 32] [--seconds 15]
 //! cargo run --release -p paycore-bench -- register [--clients 8,32] [--seconds 10]
-//! cargo run --release -p paycore-bench -- queue [--jobs 10000] [--pickups 200] [--seconds 5]
+//! cargo run --release -p paycore-bench -- queue [--jobs 10000] [--pickups 200] [--seconds 5] [--concurrency 64] [--batch 100]
 //! ```
 //! The HTTP scenarios start real `paycore-api` and `paycore-worker` processes (release builds) on a fresh database,
 //! drive them like clients, and verify the ledger afterwards.
@@ -27,7 +27,7 @@ usage: paycore-bench SCENARIO [--option value ...]   (build first: cargo build -
   transfers   [--clients 8,32,64] [--seconds 15] [--users 64] [--pgbench-seconds 20]
   hot-wallet  [--clients 32] [--seconds 15]
   register    [--clients 8,32] [--seconds 10]
-  queue       [--jobs 10000] [--pickups 200] [--seconds 5]
+  queue       [--jobs 10000] [--pickups 200] [--seconds 5] [--concurrency 64] [--batch 100]
 
 Results go to bench-results/ as JSON, markdown and (HTTP scenarios) an SVG chart.";
 

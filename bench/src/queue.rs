@@ -118,12 +118,11 @@ pub async fn run(options: &Options) -> anyhow::Result<ScenarioResult> {
     let pickups = options.number("pickups", 200)? as usize;
     let seconds = options.number("seconds", 5)?;
     let (pool, _) = fresh_database().await?;
+    // The worker configuration of the HTTP scenarios (`system.rs`: payments=64, batch 100), on every queue.
+    let concurrency = options.number("concurrency", 64)? as usize;
     let engine = EngineConfig {
         batch_size: options.number("batch", 100)? as usize,
-        concurrency: Queue::ALL
-            .iter()
-            .map(|q| (*q, options.number("concurrency", 16).unwrap_or(16) as usize))
-            .collect(),
+        concurrency: Queue::ALL.iter().map(|q| (*q, concurrency)).collect(),
         ..EngineConfig::default()
     };
     let started_at = chrono::Utc::now().to_rfc3339();
@@ -159,11 +158,12 @@ pub async fn run(options: &Options) -> anyhow::Result<ScenarioResult> {
         let rate = drain_rate(&pool, queue, jobs, &engine).await?;
         eprintln!("drain: {queue}: {rate:.0} jobs/s");
         measurements.push(Measurement {
-            name: format!("drain of {jobs} no-op jobs, queue {queue}"),
+            name: format!("drain of {jobs} no-op jobs, queue {queue}, concurrency {concurrency}"),
             value: rate,
             unit: "jobs/s".into(),
             target: Some("≥ 5,000 jobs/s".into()),
-            detail: serde_json::json!({"jobs": jobs, "batch_size": engine.batch_size}),
+            detail: serde_json::json!({"jobs": jobs, "batch_size": engine.batch_size,
+                "concurrency": concurrency}),
         });
     }
 
@@ -256,8 +256,9 @@ async fn drain_rate(
     // from the last job's `done_at`. So the check for the end can be rare: checked every 20 ms, its count of the
     // unfinished jobs took more of the server than the drain it measured.
     let started = Instant::now();
-    let started_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("select clock_timestamp()").fetch_one(pool).await?;
+    let started_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
     let workers = start_workers(pool, queue, engine);
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
