@@ -8,7 +8,8 @@
 //!
 //! * the queue was woken since this loop's last fetch began (an insert event for the queue, see
 //!   [`crate::engine::wake`]),
-//! * the last fetch filled a whole batch (more are probably waiting),
+//! * the last fetch filled a whole batch (more are probably waiting): then the next batch is fetched at once, while
+//!   this one runs, and handed back if the loop stops before it needs it,
 //! * or nothing woke the loop for `idle_poll` (a delayed retry became due, or a wake-up was lost): the poll.
 //!
 //! Otherwise the fetch future waits, inside apalis's fetch state, for one of those. The wait is bounded by
@@ -20,7 +21,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     task::{Context, Poll},
     time::Duration,
@@ -36,7 +37,7 @@ use apalis_core::backend::{
 use apalis_postgres::{queries, Config, Error, PgTask};
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use super::queue::Queue;
 
@@ -146,6 +147,99 @@ struct LoopState {
     seen: AtomicU64,
     /// Fetch without waiting: at start, and after a fetch that filled its batch.
     fetch_at_once: AtomicBool,
+    /// The next batch, fetched while the last full one runs.
+    ahead: Mutex<Option<Prefetch>>,
+}
+
+impl LoopState {
+    fn take_ahead(&self) -> Option<Prefetch> {
+        self.ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+type Fetched = Result<Vec<PgTask>, Error>;
+
+/// Runs `get_jobs` for `worker` in its own task. `get_jobs` is one statement: no transaction around it. If the
+/// answer is no longer wanted when it arrives (its receiver was dropped: shutdown), the jobs it locked are handed
+/// back instead of staying locked until a rescue.
+fn spawn_fetch(
+    pool: &PgPool,
+    config: &Config,
+    worker: &WorkerContext,
+) -> oneshot::Receiver<Fetched> {
+    let (pool, config, worker) = (pool.clone(), config.clone(), worker.clone());
+    let (answer, fetched) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = match pool.acquire().await {
+            Ok(mut conn) => queries::fetch_next(&mut *conn, &config, &worker).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(Ok(tasks)) = answer.send(result) {
+            hand_back(&pool, &config, worker.name(), &tasks).await;
+        }
+    });
+    fetched
+}
+
+async fn received(fetched: &mut oneshot::Receiver<Fetched>) -> Fetched {
+    fetched
+        .await
+        .map_err(|_| Error::Database(sqlx::Error::WorkerCrashed))?
+}
+
+/// A fetch started before its jobs are needed. Its jobs are locked by this loop as soon as it lands, so whoever
+/// drops it unused hands them back ([`Prefetch::hand_back`] at shutdown; `Drop` as the last resort).
+struct Prefetch {
+    fetched: oneshot::Receiver<Fetched>,
+    pool: PgPool,
+    config: Config,
+    worker: String,
+}
+
+impl Prefetch {
+    fn start(pool: &PgPool, config: &Config, worker: &WorkerContext) -> Self {
+        Self {
+            fetched: spawn_fetch(pool, config, worker),
+            pool: pool.clone(),
+            config: config.clone(),
+            worker: worker.name().to_owned(),
+        }
+    }
+
+    async fn result(mut self) -> Fetched {
+        received(&mut self.fetched).await
+    }
+
+    /// Waits for the fetch and returns its jobs to the queue.
+    async fn hand_back(mut self) {
+        if let Ok(tasks) = received(&mut self.fetched).await {
+            hand_back(&self.pool, &self.config, &self.worker, &tasks).await;
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // A fetch still running finds its receiver closed and hands back itself; one that landed is handed back
+        // here.
+        self.fetched.close();
+        let Ok(Ok(tasks)) = self.fetched.try_recv() else {
+            return;
+        };
+        let (pool, config, worker) = (self.pool.clone(), self.config.clone(), self.worker.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { hand_back(&pool, &config, &worker, &tasks).await });
+            }
+            Err(_) => tracing::warn!(
+                count = tasks.len(),
+                "jobs fetched ahead were dropped outside the runtime; they run again after a rescue"
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -158,6 +252,14 @@ struct Fetcher {
 }
 
 impl Fetcher {
+    /// Records that a fetch begins: wake-ups from now on are news to it.
+    fn began_fetch(&self) {
+        self.state.seen.store(
+            self.wakes.generation.load(Ordering::Acquire),
+            Ordering::Release,
+        );
+    }
+
     /// Waits until a fetch may find something: a wake-up since the last fetch began, a full last batch, or
     /// `idle_poll` without either.
     async fn until_worth_fetching(&self) {
@@ -218,35 +320,27 @@ impl Persistence for Fetcher {
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<PgTask>, Error> {
-        self.until_worth_fetching().await;
-        self.state.seen.store(
-            self.wakes.generation.load(Ordering::Acquire),
-            Ordering::Release,
-        );
-        // `get_jobs` is one statement: no transaction around it. It runs in its own task so that dropping this
-        // future (shutdown) cannot lose jobs it locked: those are handed back instead.
-        let (pool, config, name) = (
-            self.pool.clone(),
-            self.config.clone(),
-            worker.name().to_owned(),
-        );
-        let (answer, fetched) = tokio::sync::oneshot::channel();
-        let worker = worker.clone();
-        tokio::spawn(async move {
-            let result = match pool.acquire().await {
-                Ok(mut conn) => queries::fetch_next(&mut *conn, &config, &worker).await,
-                Err(error) => Err(error.into()),
-            };
-            if let Err(Ok(tasks)) = answer.send(result) {
-                hand_back(&pool, &config, &name, &tasks).await;
+        let tasks = match self.state.take_ahead() {
+            Some(ahead) => ahead.result().await?,
+            None => {
+                self.until_worth_fetching().await;
+                self.began_fetch();
+                received(&mut spawn_fetch(&self.pool, &self.config, worker)).await?
             }
-        });
-        let tasks = fetched
-            .await
-            .map_err(|_| Error::Database(sqlx::Error::WorkerCrashed))??;
-        self.state
-            .fetch_at_once
-            .store(tasks.len() >= self.config.batch_size, Ordering::Release);
+        };
+        let full = tasks.len() >= self.config.batch_size;
+        self.state.fetch_at_once.store(full, Ordering::Release);
+        if full {
+            // More are probably waiting: fetch them now, while this batch runs, so that the loop's jobs do not all
+            // sit finished while it fetches the next batch (measured with the no-op drain).
+            self.began_fetch();
+            let ahead = Prefetch::start(&self.pool, &self.config, worker);
+            *self
+                .state
+                .ahead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ahead);
+        }
         Ok(tasks)
     }
 
@@ -310,6 +404,10 @@ async fn hand_back(pool: &PgPool, config: &Config, worker: &str, tasks: &[PgTask
 pub struct JobSource {
     persistence: Persisted<Fetcher>,
     codec: JsonCodec,
+    state: Arc<LoopState>,
+    /// At shutdown: handing back the jobs fetched ahead. (In a mutex only so that the source is `Sync`; it is
+    /// reached through `&mut self`, never locked.)
+    closing: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
 impl Clone for JobSource {
@@ -317,6 +415,8 @@ impl Clone for JobSource {
         Self {
             persistence: self.persistence.clone(),
             codec: self.codec.clone(),
+            state: Arc::clone(&self.state),
+            closing: Mutex::new(None),
         }
     }
 }
@@ -330,18 +430,22 @@ impl JobSource {
         wakes: &Wakes,
         idle_poll: Duration,
     ) -> Self {
+        let state = Arc::new(LoopState {
+            seen: AtomicU64::new(0),
+            fetch_at_once: AtomicBool::new(true),
+            ahead: Mutex::new(None),
+        });
         Self {
             persistence: Persisted::new(Fetcher {
                 pool: pool.clone(),
                 config,
                 wakes: wakes.of(queue),
                 idle_poll,
-                state: Arc::new(LoopState {
-                    seen: AtomicU64::new(0),
-                    fetch_at_once: AtomicBool::new(true),
-                }),
+                state: Arc::clone(&state),
             }),
             codec: JsonCodec::default(),
+            state,
+            closing: Mutex::new(None),
         }
     }
 }
@@ -378,7 +482,25 @@ impl Backend for JobSource {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), Error>> {
-        self.persistence.poll_close(cx, worker)
+        // apalis hands back the buffered jobs; then the jobs fetched ahead go back too.
+        if let Err(error) = std::task::ready!(self.persistence.poll_close(cx, worker)) {
+            return Poll::Ready(Err(error));
+        }
+        let closing = self
+            .closing
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if closing.is_none() {
+            let Some(ahead) = self.state.take_ahead() else {
+                return Poll::Ready(Ok(()));
+            };
+            *closing = Some(Box::pin(ahead.hand_back()));
+        }
+        if let Some(handing_back) = closing.as_mut() {
+            std::task::ready!(handing_back.as_mut().poll(cx));
+        }
+        *closing = None;
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -128,6 +128,85 @@ async fn a_burst_larger_than_a_fetch_batch_runs_after_one_wake_up_and_an_unannou
     workers.stop().await.expect("stop");
 }
 
+/// After a full batch a loop fetches the next one while the first runs. A worker that stops then holds jobs it
+/// never started, in its buffer and fetched ahead: all of them go back to the queue at once (no waiting for a
+/// rescue), and each job still runs exactly once.
+#[tokio::test]
+async fn a_stopping_worker_hands_back_the_jobs_it_buffered_and_fetched_ahead() {
+    let db = TestDb::new().await.expect("db");
+    let engine = paycore_jobs::config::EngineConfig {
+        batch_size: 4,
+        concurrency: [(Queue::Maintenance, 1)].into_iter().collect(),
+        ..fast_engine()
+    };
+    let mut tx = db.pool.begin().await.expect("begin");
+    let jobs = (0..20)
+        .map(|i| {
+            NewJob::new(&Probe {
+                sleep_ms: 300,
+                ..probe(&format!("ahead-{i}"))
+            })
+            .expect("job")
+        })
+        .collect();
+    paycore_jobs::engine::enqueue_many_tx(&mut tx, jobs)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let workers = InProcessWorkers::start(&db.pool, vec![Queue::Maintenance], engine.clone());
+    // One job running, three buffered, four fetched ahead.
+    eventually(Duration::from_secs(10), "a second fetch", || async {
+        let locked: i64 = sqlx::query_scalar(
+            "select count(*) from apalis.jobs where status = 'Queued' and lock_by is not null",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+        (locked >= 8).then_some(())
+    })
+    .await;
+    workers.stop().await.expect("stop");
+
+    let (locked, ran): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from apalis.jobs where status in ('Queued', 'Running')),
+                (select count(*) from engine_probe where probe_key like 'ahead-%')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("counts");
+    assert_eq!(locked, 0, "no job stays locked by the stopped worker");
+    let handed_back: i64 =
+        sqlx::query_scalar("select count(*) from job_event where action = 'handback'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("events");
+    assert!(
+        handed_back >= 4,
+        "at least the batch fetched ahead was handed back ({handed_back} were; {ran} jobs ran)"
+    );
+
+    let workers = InProcessWorkers::start(&db.pool, vec![Queue::Maintenance], fast_engine());
+    paycore_jobs::engine::wake(&db.pool, &[Queue::Maintenance]).await;
+    eventually(Duration::from_secs(30), "every job to run", || async {
+        let ran: i64 = sqlx::query_scalar(
+            "select count(*) from engine_probe where probe_key like 'ahead-%' and runs = 1",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+        (ran == 20).then_some(())
+    })
+    .await;
+    let twice: i64 = sqlx::query_scalar(
+        "select count(*) from engine_probe where probe_key like 'ahead-%' and runs <> 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(twice, 0, "no job ran twice");
+    workers.stop().await.expect("stop");
+}
+
 #[tokio::test]
 async fn a_transiently_failing_job_is_retried_with_growing_delays_then_succeeds() {
     let db = TestDb::new().await.expect("db");
