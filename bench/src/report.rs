@@ -155,18 +155,19 @@ pub fn markdown(result: &ScenarioResult) -> String {
         }
     }
     if result.levels.iter().any(|l| l.cpu_ms_per_settled.is_some()) {
-        out.push_str("\nCPU per settled request (ms; two cores give 2,000 ms of CPU per second):\n\n| level | api | worker | PostgreSQL | benchmark client | other | total |\n|---|---|---|---|---|---|---|\n");
+        out.push_str("\nCPU per settled request (ms; two cores give 2,000 ms of CPU per second):\n\n| level | api | worker | PostgreSQL | benchmark client | other | total | CPU time stolen by the hypervisor |\n|---|---|---|---|---|---|---|---|\n");
         for level in &result.levels {
             if let Some(cpu) = level.cpu_ms_per_settled {
                 out.push_str(&format!(
-                    "| {} clients | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                    "| {} clients | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} % |\n",
                     level.clients,
                     cpu.api,
                     cpu.worker,
                     cpu.postgres,
                     cpu.bench,
                     cpu.other,
-                    cpu.total
+                    cpu.total,
+                    cpu.stolen_percent
                 ));
             }
         }

@@ -131,7 +131,7 @@ impl System {
             worker: process_ticks(self.worker.id()),
             postgres: postgres_ticks(),
             bench: process_ticks(std::process::id()),
-            machine: machine_busy_ticks(),
+            machine: MachineTicks::now(),
         }
     }
 
@@ -214,7 +214,7 @@ pub struct CpuTicks {
     worker: u64,
     postgres: u64,
     bench: u64,
-    machine: u64,
+    machine: MachineTicks,
 }
 
 /// CPU milliseconds per settled request, by process, between two readings.
@@ -227,6 +227,8 @@ pub struct CpuSplit {
     /// Everything else on the machine (the kernel's own threads, other processes).
     pub other: f64,
     pub total: f64,
+    /// The share of the machine's CPU time the hypervisor gave to other guests meanwhile (in `other` and `total`).
+    pub stolen_percent: f64,
 }
 
 /// Linux's USER_HZ, the unit of /proc's CPU times, is 100 on every architecture Rust targets here.
@@ -243,7 +245,7 @@ impl CpuTicks {
         let worker = per(self.worker, earlier.worker);
         let postgres = per(self.postgres, earlier.postgres);
         let bench = per(self.bench, earlier.bench);
-        let total = per(self.machine, earlier.machine);
+        let total = per(self.machine.busy, earlier.machine.busy);
         Some(CpuSplit {
             api,
             worker,
@@ -251,6 +253,7 @@ impl CpuTicks {
             bench,
             other: (total - api - worker - postgres - bench).max(0.0),
             total,
+            stolen_percent: self.machine.stolen_percent_since(&earlier.machine),
         })
     }
 }
@@ -283,19 +286,45 @@ fn postgres_ticks() -> u64 {
         .sum()
 }
 
-/// Busy ticks of the whole machine (everything but idle and iowait), from /proc/stat.
-fn machine_busy_ticks() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            let line = stat.lines().next()?;
-            let values: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal
-            Some(values.iter().take(8).sum::<u64>() - values.get(3)? - values.get(4)?)
-        })
-        .unwrap_or(0)
+/// The whole machine's CPU ticks, from the first line of /proc/stat.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    /// Everything but idle and iowait (steal included).
+    busy: u64,
+    /// Taken by the hypervisor for other guests.
+    steal: u64,
+    all: u64,
+}
+
+impl MachineTicks {
+    pub fn now() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let line = stat.lines().next()?;
+                let values: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal
+                let all: u64 = values.iter().take(8).sum();
+                Some(Self {
+                    busy: all.checked_sub(values.get(3)? + values.get(4)?)?,
+                    steal: *values.get(7)?,
+                    all,
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Steal as a percentage of all CPU time since `earlier`: on a shared machine, how much of it this run did not
+    /// get (the benchmark's absolute numbers drift with it).
+    pub fn stolen_percent_since(&self, earlier: &MachineTicks) -> f64 {
+        let all = self.all.saturating_sub(earlier.all);
+        if all == 0 {
+            return 0.0;
+        }
+        self.steal.saturating_sub(earlier.steal) as f64 * 100.0 / all as f64
+    }
 }
