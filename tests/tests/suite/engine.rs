@@ -31,6 +31,18 @@ async fn probe_runs(pool: &PgPool, key: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// How many probes whose key starts with `prefix` ran exactly once, and how many ran more often.
+async fn probes_run(pool: &PgPool, prefix: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "select count(*) filter (where runs = 1), count(*) filter (where runs > 1)
+         from engine_probe where starts_with(probe_key, $1)",
+    )
+    .bind(prefix)
+    .fetch_one(pool)
+    .await
+    .expect("probe counts")
+}
+
 async fn state_of(pool: &PgPool, id: &str) -> String {
     control::get_job(pool, id)
         .await
@@ -105,15 +117,7 @@ async fn a_burst_larger_than_a_fetch_batch_runs_after_one_wake_up_and_an_unannou
     eventually(
         Duration::from_secs(20),
         "every burst job to run",
-        || async {
-            let ran: i64 = sqlx::query_scalar(
-                "select count(*) from engine_probe where probe_key like 'burst-%' and runs = 1",
-            )
-            .fetch_one(&db.pool)
-            .await
-            .expect("count");
-            (ran == 23).then_some(())
-        },
+        || async { (probes_run(&db.pool, "burst-").await == (23, 0)).then_some(()) },
     )
     .await;
 
@@ -188,22 +192,15 @@ async fn a_stopping_worker_hands_back_the_jobs_it_buffered_and_fetched_ahead() {
     let workers = InProcessWorkers::start(&db.pool, vec![Queue::Maintenance], fast_engine());
     paycore_jobs::engine::wake(&db.pool, &[Queue::Maintenance]).await;
     eventually(Duration::from_secs(30), "every job to run", || async {
-        let ran: i64 = sqlx::query_scalar(
-            "select count(*) from engine_probe where probe_key like 'ahead-%' and runs = 1",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("count");
-        (ran == 20).then_some(())
+        let (once, _) = probes_run(&db.pool, "ahead-").await;
+        (once == 20).then_some(())
     })
     .await;
-    let twice: i64 = sqlx::query_scalar(
-        "select count(*) from engine_probe where probe_key like 'ahead-%' and runs <> 1",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("count");
-    assert_eq!(twice, 0, "no job ran twice");
+    assert_eq!(
+        probes_run(&db.pool, "ahead-").await,
+        (20, 0),
+        "every job ran, none twice"
+    );
     workers.stop().await.expect("stop");
 }
 
