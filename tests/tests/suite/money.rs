@@ -314,8 +314,8 @@ async fn an_expired_idempotency_key_is_a_new_key() {
         .await
         .expect("expire the key");
     // Past its expiry the key is claimed afresh, even for a different request.
-    let second = app
-        .transfer_with_key(
+    let send_second = || {
+        app.transfer_with_key(
             &ada,
             &bayo.account_number,
             10_001,
@@ -323,7 +323,8 @@ async fn an_expired_idempotency_key_is_a_new_key() {
             "old-key",
             None,
         )
-        .await;
+    };
+    let second = send_second().await;
     assert_eq!(second.status(), StatusCode::ACCEPTED);
     let second: Value = second.json().await.expect("json");
     assert_ne!(first["transfer_id"], second["transfer_id"]);
@@ -335,16 +336,7 @@ async fn an_expired_idempotency_key_is_a_new_key() {
     .expect("keys");
     assert_eq!((hash_rows, live), (1, true), "the key's row was taken over");
     // And it replays the new answer now.
-    let again = app
-        .transfer_with_key(
-            &ada,
-            &bayo.account_number,
-            10_001,
-            json!({}),
-            "old-key",
-            None,
-        )
-        .await;
+    let again = send_second().await;
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["transfer_id"], second["transfer_id"]);
     assert_eq!(app.transfer_count().await, 2);
