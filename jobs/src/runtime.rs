@@ -53,8 +53,14 @@ pub fn registry(config: &Config) -> Arc<Registry> {
             &config.notifications,
         ));
         let completions = Arc::new(crate::engine::batch::Completions::default());
-        registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
-            crate::notify::email::send(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
+        {
+            let (mailer, completions) = (Arc::clone(&mailer), Arc::clone(&completions));
+            registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
+                crate::notify::email::send(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
+            });
+        }
+        registry.register::<crate::notify::email::SendEmails, _, _>(move |ctx, job| {
+            crate::notify::email::send_many(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
         });
         let fcm = config
             .notifications

@@ -19,7 +19,7 @@ use crate::{
     config::{NotificationsConfig, SmtpTls},
     engine::{
         batch::{Completions, Effect},
-        Job, JobContext, JobError, Queue,
+        enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue,
     },
 };
 
@@ -35,6 +35,27 @@ impl Job for SendEmail {
     const KIND: &'static str = "email.send";
     const QUEUE: Queue = Queue::Emails;
 }
+
+/// Several e-mails of one committed event in one job: a settlement batch tells both sides of every transfer in
+/// it. One job instead of one per message spares the job table a row, a fetch, a completion and an attempt record
+/// per e-mail. A message that cannot be sent is not retried inside the batch: it is enqueued as its own
+/// [`SendEmail`] job, with that kind's retries, backoff and dead letter, so one bad address neither holds up nor
+/// resends the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendEmails {
+    pub messages: Vec<SendEmail>,
+}
+
+impl Job for SendEmails {
+    const KIND: &'static str = "email.send_many";
+    const QUEUE: Queue = Queue::Emails;
+}
+
+/// The most messages one [`SendEmails`] job carries.
+pub const MESSAGES_PER_JOB: usize = 64;
+
+/// SMTP sends in flight at once for one [`SendEmails`] job.
+const SMTP_SENDS_IN_FLIGHT: usize = 8;
 
 /// The templates are compiled in, so a running binary always has the set its code expects; a designer edits the
 /// files under `templates/email/`.
@@ -158,70 +179,155 @@ pub async fn send(
     let rendered = render(&job.template, &job.context)
         .map_err(|e| JobError::permanent("template_error", e.to_string()))?;
     match mailer.as_ref() {
-        Mailer::DevMailbox => deliver_to_dev_mailbox(ctx, &job, rendered, &completions).await,
+        Mailer::DevMailbox => {
+            let effect = dev_mailbox_effect(vec![(job, rendered)], Vec::new());
+            completions.complete(ctx, Some(effect)).await
+        }
         Mailer::Smtp { transport, from } => {
-            let to: Mailbox = job
-                .to
-                .parse()
-                .map_err(|e| JobError::permanent("invalid_recipient", format!("{e}")))?;
-            let message = Message::builder()
-                .from(from.clone())
-                .to(to)
-                .subject(rendered.subject.clone())
-                .multipart(
-                    MultiPart::alternative()
-                        .singlepart(
-                            SinglePart::builder()
-                                .header(ContentType::TEXT_PLAIN)
-                                .body(rendered.text.clone()),
-                        )
-                        .singlepart(
-                            SinglePart::builder()
-                                .header(ContentType::TEXT_HTML)
-                                .body(rendered.html.clone()),
-                        ),
-                )
-                .map_err(|e| JobError::permanent("invalid_message", e.to_string()))?;
-            match transport.send(message).await {
-                // Handed over: the run is done (in a batch with the other runs completing now).
-                Ok(_) => completions.complete(ctx, None).await,
-                Err(error) if error.is_permanent() => Err(JobError::permanent(
-                    "email_rejected",
-                    format!("the mail server refused the message: {error}"),
-                )),
-                Err(error) => Err(JobError::transient(format!("SMTP: {error}"))),
-            }
+            smtp_send(transport, from, &job, rendered).await?;
+            // Handed over: the run is done (in a batch with the other runs completing now).
+            completions.complete(ctx, None).await
         }
     }
 }
 
-/// Delivers into the development mailbox, in the transaction that completes the run.
-async fn deliver_to_dev_mailbox(
+/// The `email.send_many` handler: renders and sends every message, and in the run's completion enqueues each one
+/// that failed as its own `email.send` job.
+pub async fn send_many(
     ctx: JobContext,
+    job: SendEmails,
+    mailer: Arc<Mailer>,
+    completions: Arc<Completions>,
+) -> Result<(), JobError> {
+    let mut rendered = Vec::with_capacity(job.messages.len());
+    let mut failed = Vec::new();
+    for message in job.messages {
+        match render(&message.template, &message.context) {
+            Ok(output) => rendered.push((message, output)),
+            Err(error) => {
+                tracing::warn!(%error, template = %message.template, "an e-mail does not render; sending it alone");
+                failed.push(message);
+            }
+        }
+    }
+    let effect = match mailer.as_ref() {
+        Mailer::DevMailbox => Some(dev_mailbox_effect(rendered, failed)),
+        Mailer::Smtp { transport, from } => {
+            use futures::StreamExt;
+            let outcomes: Vec<(SendEmail, Result<(), JobError>)> =
+                futures::stream::iter(rendered.into_iter().map(|(message, output)| async move {
+                    let outcome = smtp_send(transport, from, &message, output).await;
+                    (message, outcome)
+                }))
+                .buffer_unordered(SMTP_SENDS_IN_FLIGHT)
+                .collect()
+                .await;
+            for (message, outcome) in outcomes {
+                if let Err(error) = outcome {
+                    tracing::info!(%error, "an e-mail of a batch was not sent; it is retried alone");
+                    failed.push(message);
+                }
+            }
+            enqueue_alone_effect(failed)
+        }
+    };
+    completions.complete(ctx, effect).await
+}
+
+/// Sends one rendered message over SMTP, classifying a failure as `email.send` retries it.
+async fn smtp_send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
     job: &SendEmail,
     rendered: Rendered,
-    completions: &Completions,
 ) -> Result<(), JobError> {
-    let (to, template) = (job.to.clone(), job.template.clone());
-    let rendered = Arc::new(rendered);
-    let effect: Effect = Arc::new(move |conn| {
-        let (to, template, rendered) = (to.clone(), template.clone(), Arc::clone(&rendered));
+    let to: Mailbox = job
+        .to
+        .parse()
+        .map_err(|e| JobError::permanent("invalid_recipient", format!("{e}")))?;
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(rendered.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(rendered.html),
+                ),
+        )
+        .map_err(|e| JobError::permanent("invalid_message", e.to_string()))?;
+    match transport.send(message).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_permanent() => Err(JobError::permanent(
+            "email_rejected",
+            format!("the mail server refused the message: {error}"),
+        )),
+        Err(error) => Err(JobError::transient(format!("SMTP: {error}"))),
+    }
+}
+
+/// Enqueues each of `failed` as its own `email.send` job, in the completing transaction; `None` when none failed.
+fn enqueue_alone_effect(failed: Vec<SendEmail>) -> Option<Effect> {
+    if failed.is_empty() {
+        return None;
+    }
+    let failed = Arc::new(failed);
+    Some(Arc::new(move |conn| {
+        let failed = Arc::clone(&failed);
+        Box::pin(async move { enqueue_alone_tx(conn, &failed).await })
+    }))
+}
+
+async fn enqueue_alone_tx(
+    conn: &mut sqlx::PgConnection,
+    messages: &[SendEmail],
+) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let jobs = messages
+        .iter()
+        .map(NewJob::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::deposit::enqueue_to_sqlx)?;
+    enqueue_many_tx(conn, jobs)
+        .await
+        .map_err(crate::deposit::enqueue_to_sqlx)?;
+    Ok(())
+}
+
+/// Delivers rendered messages into the development mailbox (one statement), and enqueues `failed` alone, in the
+/// transaction that completes the run.
+fn dev_mailbox_effect(delivered: Vec<(SendEmail, Rendered)>, failed: Vec<SendEmail>) -> Effect {
+    let delivered = Arc::new(delivered);
+    let failed = Arc::new(failed);
+    Arc::new(move |conn| {
+        let (delivered, failed) = (Arc::clone(&delivered), Arc::clone(&failed));
         Box::pin(async move {
+            let column = |f: fn(&(SendEmail, Rendered)) -> &str| {
+                delivered.iter().map(f).collect::<Vec<&str>>()
+            };
             sqlx::query(
                 "insert into dev_mailbox (to_address, subject, text_body, html_body, template)
-                 values ($1, $2, $3, $4, $5)",
+                 select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
             )
-            .bind(&to)
-            .bind(&rendered.subject)
-            .bind(&rendered.text)
-            .bind(&rendered.html)
-            .bind(&template)
-            .execute(conn)
+            .bind(column(|(m, _)| &m.to))
+            .bind(column(|(_, r)| &r.subject))
+            .bind(column(|(_, r)| &r.text))
+            .bind(column(|(_, r)| &r.html))
+            .bind(column(|(m, _)| &m.template))
+            .execute(&mut *conn)
             .await?;
-            Ok(())
+            enqueue_alone_tx(conn, &failed).await
         })
-    });
-    completions.complete(ctx, Some(effect)).await
+    })
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]

@@ -356,6 +356,7 @@ pub async fn notify_many_tx(
     .fetch_all(&mut *tx)
     .await?;
     let mut jobs = Vec::new();
+    let mut emails = Vec::new();
     let mut inbox = InboxRows::default();
     let mut ids = Vec::with_capacity(items.len());
     for (user_id, event, operation_id) in items {
@@ -366,14 +367,11 @@ pub async fn notify_many_tx(
         let mut context = event.context();
         context["name"] = json!(recipient.full_name);
         if event.is_security() || recipient.notify_email {
-            jobs.push(
-                NewJob::new(&email::SendEmail {
-                    to: recipient.email.clone(),
-                    template: event.kind().to_owned(),
-                    context,
-                })
-                .map_err(crate::deposit::enqueue_to_sqlx)?,
-            );
+            emails.push(email::SendEmail {
+                to: recipient.email.clone(),
+                template: event.kind().to_owned(),
+                context,
+            });
         }
         if event.email_only() {
             ids.push(None);
@@ -422,6 +420,19 @@ pub async fn notify_many_tx(
         .bind(&inbox.operation_id)
         .execute(&mut *tx)
         .await?;
+    }
+    // One message is an `email.send` job; more (both sides of a settlement batch) go in `email.send_many` jobs.
+    if let [message] = emails.as_slice() {
+        jobs.push(NewJob::new(message).map_err(crate::deposit::enqueue_to_sqlx)?);
+    } else {
+        for chunk in emails.chunks(email::MESSAGES_PER_JOB) {
+            jobs.push(
+                NewJob::new(&email::SendEmails {
+                    messages: chunk.to_vec(),
+                })
+                .map_err(crate::deposit::enqueue_to_sqlx)?,
+            );
+        }
     }
     if !jobs.is_empty() {
         enqueue_many_tx(tx, jobs)

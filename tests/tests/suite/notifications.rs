@@ -522,6 +522,56 @@ async fn smtp_failures_are_retried_and_a_refused_mailbox_is_not() {
 }
 
 #[tokio::test]
+async fn a_settlement_mails_both_sides_in_one_job_and_a_refused_message_is_retried_alone() {
+    let (app, sink) = app_with_smtp(&[]).await;
+    let ada = app.register_user("ada").await;
+    let response = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": "nobody@paycore.test", "password": "correct horse battery", "full_name": "Nobody"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let nobody: Value = response.json().await.expect("json");
+    let number = nobody["wallet"]["account_number"].as_str().expect("number");
+    let sent = app.transfer(&ada, number, 100_000, json!({})).await;
+    assert!(sent.status().is_success(), "{}", sent.status());
+    mail(&sink, &ada.email, "You sent NGN 1,000.00").await;
+    // Both sides' mail went out in one job; the refused one was enqueued alone, tried once and is dead.
+    let (status, attempts): (String, i32) = eventually(
+        WAIT,
+        "the refused transfer mail's own job is dead",
+        || async {
+            sqlx::query_as::<_, (String, i32)>(
+                "select status, attempts from apalis.jobs where job_type = 'emails'
+                 and job_envelope(job)->'args'->>'to' = 'nobody@paycore.test'
+                 and job_envelope(job)->'args'->>'template' = 'transfer_received'",
+            )
+            .fetch_optional(&app.db.pool)
+            .await
+            .expect("job")
+            .filter(|(status, _)| status == "Killed")
+        },
+    )
+    .await;
+    assert_eq!((status.as_str(), attempts), ("Killed", 1));
+    let batches: Vec<String> = sqlx::query_scalar(
+        "select outcome from job_attempt where kind = 'email.send_many' order by job_attempt_id",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(batches, ["succeeded"], "one batch, done on its first run");
+    let ada_sent = sink
+        .to(&ada.email)
+        .iter()
+        .filter(|m| m.subject().contains("You sent"))
+        .count();
+    assert_eq!(ada_sent, 1, "the delivered message is not sent again");
+}
+
+#[tokio::test]
 async fn preferences_mute_channels_but_never_security_mail_and_the_inbox_works() {
     let (app, sink) = app_with_smtp(&[]).await;
     let ada = app.register_user("ada").await;
@@ -738,6 +788,22 @@ async fn without_smtp_mail_lands_in_the_dev_mailbox_that_admins_read() {
         .as_str()
         .expect("html")
         .contains("<!doctype html>"));
+    // A settlement's mail to both sides (one `email.send_many` job) lands there too, once each.
+    let bob = app.register_user("bob").await;
+    let sent = app.transfer(&ada, &bob.account_number, 100_000, json!({})).await;
+    assert!(sent.status().is_success(), "{}", sent.status());
+    for (user, template) in [(&ada, "transfer_sent"), (&bob, "transfer_received")] {
+        eventually(WAIT, "the transfer mail in the dev mailbox", || async {
+            let list = app
+                .get_json(&format!("/api/v1/admin/mailbox?to={}", user.email), &admin)
+                .await;
+            let matching = list["data"]
+                .as_array()
+                .map(|messages| messages.iter().filter(|m| m["template"] == template).count());
+            (matching == Some(1)).then_some(())
+        })
+        .await;
+    }
     let denied = app.get("/api/v1/admin/mailbox", &ada.access_token).await;
     assert_eq!(
         error_code(denied, StatusCode::FORBIDDEN).await,
