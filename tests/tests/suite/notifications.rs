@@ -477,6 +477,36 @@ async fn money_events_mail_the_right_people_with_the_right_content() {
         .all(|m| !m.subject().contains("Deposit")));
 }
 
+/// Registers `nobody@paycore.test`, whose mailbox the SMTP sink refuses (550); the registration's answer.
+async fn register_refused_mailbox(app: &TestApp) -> Value {
+    let response = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": "nobody@paycore.test", "password": "correct horse battery", "full_name": "Nobody"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.expect("json")
+}
+
+/// Waits for the `email.send` job of `template` to the refused mailbox to be dead; its status and attempts.
+async fn dead_mail_job(app: &TestApp, template: &str) -> (String, i32) {
+    eventually(WAIT, "the refused mail's job is dead", || async {
+        sqlx::query_as::<_, (String, i32)>(
+            "select status, attempts from apalis.jobs where job_type = 'emails'
+             and job_envelope(job)->'args'->>'to' = 'nobody@paycore.test'
+             and job_envelope(job)->'args'->>'template' = $1",
+        )
+        .bind(template)
+        .fetch_optional(&app.db.pool)
+        .await
+        .expect("job")
+        .filter(|(status, _)| status == "Killed")
+    })
+    .await
+}
+
 #[tokio::test]
 async fn smtp_failures_are_retried_and_a_refused_mailbox_is_not() {
     let (app, sink) = app_with_smtp(&[]).await;
@@ -491,27 +521,11 @@ async fn smtp_failures_are_retried_and_a_refused_mailbox_is_not() {
     .expect("attempts");
     assert_eq!(transient, 2, "retried after two 451s");
     // A mailbox the server says does not exist: one attempt, then dead, not retried.
-    let response = app
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": "nobody@paycore.test", "password": "correct horse battery", "full_name": "Nobody"}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let (status, attempts): (String, i32) =
-        eventually(WAIT, "the refused mail's job is dead", || async {
-            sqlx::query_as::<_, (String, i32)>(
-                "select status, attempts from apalis.jobs where job_type = 'emails'
-             and job_envelope(job)->'args'->>'to' = 'nobody@paycore.test'",
-            )
-            .fetch_optional(&app.db.pool)
-            .await
-            .expect("job")
-            .filter(|(status, _)| status == "Killed")
-        })
-        .await;
-    assert_eq!((status.as_str(), attempts), ("Killed", 1));
+    register_refused_mailbox(&app).await;
+    assert_eq!(
+        dead_mail_job(&app, "email_verification").await,
+        ("Killed".into(), 1)
+    );
     let error: String = sqlx::query_scalar(
         "select error from job_attempt where kind = 'email.send' and outcome = 'permanent'",
     )
@@ -525,37 +539,16 @@ async fn smtp_failures_are_retried_and_a_refused_mailbox_is_not() {
 async fn a_settlement_mails_both_sides_in_one_job_and_a_refused_message_is_retried_alone() {
     let (app, sink) = app_with_smtp(&[]).await;
     let ada = app.register_user("ada").await;
-    let response = app
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": "nobody@paycore.test", "password": "correct horse battery", "full_name": "Nobody"}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let nobody: Value = response.json().await.expect("json");
+    let nobody = register_refused_mailbox(&app).await;
     let number = nobody["wallet"]["account_number"].as_str().expect("number");
     let sent = app.transfer(&ada, number, 100_000, json!({})).await;
     assert!(sent.status().is_success(), "{}", sent.status());
     mail(&sink, &ada.email, "You sent NGN 1,000.00").await;
     // Both sides' mail went out in one job; the refused one was enqueued alone, tried once and is dead.
-    let (status, attempts): (String, i32) = eventually(
-        WAIT,
-        "the refused transfer mail's own job is dead",
-        || async {
-            sqlx::query_as::<_, (String, i32)>(
-                "select status, attempts from apalis.jobs where job_type = 'emails'
-                 and job_envelope(job)->'args'->>'to' = 'nobody@paycore.test'
-                 and job_envelope(job)->'args'->>'template' = 'transfer_received'",
-            )
-            .fetch_optional(&app.db.pool)
-            .await
-            .expect("job")
-            .filter(|(status, _)| status == "Killed")
-        },
-    )
-    .await;
-    assert_eq!((status.as_str(), attempts), ("Killed", 1));
+    assert_eq!(
+        dead_mail_job(&app, "transfer_received").await,
+        ("Killed".into(), 1)
+    );
     let batches: Vec<String> = sqlx::query_scalar(
         "select outcome from job_attempt where kind = 'email.send_many' order by job_attempt_id",
     )
@@ -790,16 +783,21 @@ async fn without_smtp_mail_lands_in_the_dev_mailbox_that_admins_read() {
         .contains("<!doctype html>"));
     // A settlement's mail to both sides (one `email.send_many` job) lands there too, once each.
     let bob = app.register_user("bob").await;
-    let sent = app.transfer(&ada, &bob.account_number, 100_000, json!({})).await;
+    let sent = app
+        .transfer(&ada, &bob.account_number, 100_000, json!({}))
+        .await;
     assert!(sent.status().is_success(), "{}", sent.status());
     for (user, template) in [(&ada, "transfer_sent"), (&bob, "transfer_received")] {
         eventually(WAIT, "the transfer mail in the dev mailbox", || async {
             let list = app
                 .get_json(&format!("/api/v1/admin/mailbox?to={}", user.email), &admin)
                 .await;
-            let matching = list["data"]
-                .as_array()
-                .map(|messages| messages.iter().filter(|m| m["template"] == template).count());
+            let matching = list["data"].as_array().map(|messages| {
+                messages
+                    .iter()
+                    .filter(|m| m["template"] == template)
+                    .count()
+            });
             (matching == Some(1)).then_some(())
         })
         .await;
