@@ -425,12 +425,14 @@ pub async fn notify_many_tx(
     if let [message] = emails.as_slice() {
         jobs.push(NewJob::new(message).map_err(crate::deposit::enqueue_to_sqlx)?);
     } else {
-        for chunk in emails.chunks(email::MESSAGES_PER_JOB) {
+        // Moved into their jobs in chunks, not cloned.
+        let mut rest = emails;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(email::MESSAGES_PER_JOB));
+            let messages = std::mem::replace(&mut rest, tail);
             jobs.push(
-                NewJob::new(&email::SendEmails {
-                    messages: chunk.to_vec(),
-                })
-                .map_err(crate::deposit::enqueue_to_sqlx)?,
+                NewJob::new(&email::SendEmails { messages })
+                    .map_err(crate::deposit::enqueue_to_sqlx)?,
             );
         }
     }
