@@ -1,25 +1,23 @@
 //! The development command: api, workers on every queue and the scheduler in one process, against the local
 //! PostgreSQL that is provisioned when `DATABASE_URL` is unset.
 
-use paycore_jobs::{
-    config::Config,
-    engine::{
-        scheduler::run_scheduler,
-        worker::{run_workers, WorkerOptions},
-        Queue,
-    },
-    runtime,
+use paycore_jobs::app;
+use paycore_jobs::engine::{
+    scheduler::run_scheduler,
+    worker::{run_workers, WorkerOptions},
+    Queue,
 };
+use paycore_jobs::platform::config::Config;
 use tokio::sync::watch;
 
 use crate::AppState;
 
 pub async fn dev_main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
-    paycore_jobs::telemetry::init(config.log_format);
-    let pool = runtime::connect_and_migrate(&config).await?;
-    runtime::ensure_configured_admin(&pool, &config).await?;
-    runtime::seed_demo_data(&pool, &config).await?;
+    paycore_jobs::platform::telemetry::init(config.log_format);
+    let pool = app::connect_and_migrate(&config).await?;
+    app::ensure_configured_admin(&pool, &config).await?;
+    app::seed_demo_data(&pool, &config).await?;
 
     // One signal stops all three parts.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -30,7 +28,7 @@ pub async fn dev_main() -> anyhow::Result<()> {
         }
     };
     tokio::spawn(async move {
-        runtime::shutdown_signal().await;
+        app::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
 
@@ -60,10 +58,10 @@ pub async fn dev_main() -> anyhow::Result<()> {
     };
     let mut accounts = format!(
         "  admin      {} / {}\n",
-        runtime::DEMO_ADMIN.0,
-        runtime::DEMO_ADMIN.1
+        app::DEMO_ADMIN.0,
+        app::DEMO_ADMIN.1
     );
-    for (email, password, _) in runtime::DEMO_USERS {
+    for (email, password, _) in app::DEMO_USERS {
         accounts.push_str(&format!("  user       {email} / {password}\n"));
     }
     println!(
@@ -72,13 +70,13 @@ pub async fn dev_main() -> anyhow::Result<()> {
 
     let workers = tokio::spawn(run_workers(
         pool.clone(),
-        runtime::registry(&config),
+        app::registry(&config),
         WorkerOptions::new(Queue::ALL.to_vec(), config.engine.clone()),
         stopped(),
     ));
     let scheduler = tokio::spawn(run_scheduler(
         pool.clone(),
-        runtime::schedules(),
+        app::schedules(),
         config.engine.scheduler_poll,
         stopped(),
     ));

@@ -5,12 +5,10 @@
 
 use std::{future::Future, time::Duration};
 
-use paycore_jobs::{
-    auth::sha256_hex,
-    engine::Queue,
-    idempotency::{self, Claim, IDEMPOTENCY_KEY_CHARS_MAX},
-    ledger::{is_retryable_db_error, LedgerError},
-};
+use paycore_jobs::domains::identity::auth::sha256_hex;
+use paycore_jobs::engine::Queue;
+use paycore_jobs::ledger::{is_retryable_db_error, LedgerError};
+use paycore_jobs::operation::idempotency::{self, Claim, IDEMPOTENCY_KEY_CHARS_MAX};
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use sqlx::PgConnection;
 use uuid::Uuid;

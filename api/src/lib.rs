@@ -22,7 +22,8 @@ pub mod routes;
 pub mod security;
 pub mod system;
 
-use paycore_jobs::{auth::TokenKeys, config::Config};
+use paycore_jobs::domains::identity::auth::TokenKeys;
+use paycore_jobs::platform::config::Config;
 
 /// Request bodies larger than this are refused with 413 before they are parsed: every PayCore request is a small
 /// JSON document.
@@ -276,11 +277,11 @@ pub async fn serve_on<A: Acceptor + 'static>(
 /// The api process: `paycore-api`.
 pub async fn api_main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
-    paycore_jobs::telemetry::init(config.log_format);
-    let pool = paycore_jobs::runtime::connect_and_migrate(&config).await?;
+    paycore_jobs::platform::telemetry::init(config.log_format);
+    let pool = paycore_jobs::app::connect_and_migrate(&config).await?;
     serve(
         AppState::new(pool, config),
-        paycore_jobs::runtime::shutdown_signal(),
+        paycore_jobs::app::shutdown_signal(),
     )
     .await
 }

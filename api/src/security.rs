@@ -1,6 +1,6 @@
 //! Bearer authentication: a valid access token whose session is still live.
 
-use paycore_jobs::auth::{self, Principal};
+use paycore_jobs::domains::identity::auth::{self, Principal};
 use poem::Request;
 use poem_openapi::{auth::Bearer, SecurityScheme};
 

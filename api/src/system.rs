@@ -64,7 +64,7 @@ impl SystemApi {
         let pool = &self.state.pool;
         let database_ok = sqlx::query("select 1").execute(pool).await.is_ok();
         let migrations_ok = database_ok
-            && paycore_jobs::db::migrations_current(pool)
+            && paycore_jobs::platform::db::migrations_current(pool)
                 .await
                 .unwrap_or(false);
         let queues = if database_ok {

@@ -15,18 +15,17 @@ use std::{
 };
 
 use apalis::prelude::{TaskBuilder, TaskId};
-use paycore_jobs::{
-    config::EngineConfig,
-    db, devdb,
-    engine::{
-        builtin::{Noop, Probe},
-        enqueue::Envelope,
-        enqueue_tx,
-        worker::{run_workers, WorkerOptions},
-        NewJob, Queue,
-    },
-    runtime,
+use paycore_jobs::app;
+use paycore_jobs::engine::{
+    builtin::{Noop, Probe},
+    enqueue::Envelope,
+    enqueue_tx,
+    worker::{run_workers, WorkerOptions},
+    NewJob, Queue,
 };
+use paycore_jobs::platform::config::EngineConfig;
+use paycore_jobs::platform::db;
+use paycore_jobs::platform::devdb;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
@@ -105,7 +104,7 @@ fn start_workers(pool: &PgPool, queue: Queue, engine: &EngineConfig) -> Workers 
     let options = WorkerOptions::new(vec![queue], engine.clone());
     let task = tokio::spawn(run_workers(
         pool.clone(),
-        runtime::registry(&paycore_jobs::config::Config {
+        app::registry(&paycore_jobs::platform::config::Config {
             engine: engine.clone(),
             ..default_config()
         }),
@@ -356,8 +355,10 @@ async fn pickup_latency(
 }
 
 /// Development defaults (no provider is called by the no-op jobs this scenario runs).
-fn default_config() -> paycore_jobs::config::Config {
+fn default_config() -> paycore_jobs::platform::config::Config {
     let lookup = |_: &str| None;
-    paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
-        .unwrap_or_else(|error| panic!("the default configuration is valid: {error}"))
+    paycore_jobs::platform::config::Config::from_env(&paycore_jobs::platform::config::Env::new(
+        &lookup,
+    ))
+    .unwrap_or_else(|error| panic!("the default configuration is valid: {error}"))
 }

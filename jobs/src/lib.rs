@@ -1,31 +1,22 @@
-//! PayCore's core library: configuration, storage, the job engine, operations the money domain, the provider
-//! adapters and the flows through them. Nothing here knows about HTTP; the `api`, `worker` and `scheduler` binaries wire it.
+//! PayCore's core library: everything but HTTP. The `api`, `worker`, `scheduler` and `dev` binaries wire it.
+//!
+//! It is built in floors, and imports point down only (`docs/architecture.md` §2; the `module_graph` test in the
+//! `tests` crate fails on a circle or an upward import):
+//!
+//! * the ground floor — [`money`], [`platform`] (configuration, database, telemetry), [`engine`] (the job engine,
+//!   which knows nothing of money), [`operation`] (durable intents and idempotency keys), [`admin_audit`],
+//!   [`ledger`], [`providers`] and [`notify`];
+//! * the domains, one folder each under [`domains`], which use the ground floor and each other's public
+//!   functions;
+//! * [`app`], the top floor, which gathers every domain's job kinds and schedules.
 
-pub mod account;
 pub mod admin_audit;
-pub mod audit;
-pub mod auth;
-pub mod bill_catalogue;
-pub mod bills;
-pub mod config;
-pub mod db;
-pub mod deposit;
-pub mod devdb;
+pub mod app;
+pub mod domains;
 pub mod engine;
-pub mod history;
-pub mod idempotency;
 pub mod ledger;
 pub mod money;
 pub mod notify;
-pub mod nuban;
 pub mod operation;
-pub mod otp;
-pub mod payout;
+pub mod platform;
 pub mod providers;
-pub mod reconciliation;
-pub mod runtime;
-pub mod spend;
-pub mod telemetry;
-pub mod transfer;
-pub mod wallet;
-pub mod webhook;

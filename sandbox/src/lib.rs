@@ -20,11 +20,9 @@ use std::{
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use paycore_jobs::{
-    bill_catalogue::{self, Category},
-    money::Currency,
-    providers::{major_to_minor, minor_to_major_string, signature::hmac_sha512_hex},
-};
+use paycore_jobs::domains::bills::catalogue::{self, Category};
+use paycore_jobs::money::Currency;
+use paycore_jobs::providers::{major_to_minor, minor_to_major_string, signature::hmac_sha512_hex};
 use poem::{
     handler,
     http::StatusCode,
@@ -1081,7 +1079,7 @@ fn naira(minor: i64) -> Value {
 fn fw_catalogue(Data(sandbox): Data<&Sandbox>, request: &Request) -> Response {
     require_fw_key!(sandbox, request);
     let mut items = Vec::new();
-    for biller in bill_catalogue::BILLERS {
+    for biller in catalogue::BILLERS {
         if let Some(item) = biller.item_code {
             items.push(
                 json!({"biller_code": biller.code, "item_code": item, "biller_name": biller.name,
@@ -1098,8 +1096,8 @@ fn fw_catalogue(Data(sandbox): Data<&Sandbox>, request: &Request) -> Response {
     fw_ok("Bill categories retrieved", Value::Array(items))
 }
 
-fn catalogue_item(biller_code: &str, item: &str) -> Option<(&'static bill_catalogue::Biller, i64)> {
-    let biller = bill_catalogue::biller(biller_code)?;
+fn catalogue_item(biller_code: &str, item: &str) -> Option<(&'static catalogue::Biller, i64)> {
+    let biller = catalogue::biller(biller_code)?;
     if biller.item_code == Some(item) {
         return Some((biller, 0));
     }
@@ -1144,7 +1142,7 @@ fn fw_validate(
 }
 
 fn vend_json(vend: &VendRec) -> Value {
-    let biller = bill_catalogue::biller(&vend.biller_code);
+    let biller = catalogue::biller(&vend.biller_code);
     // A token exists only once the vend succeeded.
     let (token, units) = if vend.status == "successful" {
         (vend.token.clone(), vend.units.clone())

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paycore_jobs::runtime::scheduler_main().await
+    paycore_jobs::app::scheduler_main().await
 }

@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use paycore_api::AppState;
-use paycore_jobs::{
-    config::{Config, Env},
-    engine::Queue,
-};
+use paycore_jobs::engine::Queue;
+use paycore_jobs::platform::config::{Config, Env};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -282,11 +280,16 @@ impl TestApp {
     }
 
     /// An admin account's access token.
-    pub async fn admin_token(&self, role: paycore_jobs::auth::Role) -> String {
+    pub async fn admin_token(&self, role: paycore_jobs::domains::identity::auth::Role) -> String {
         let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
-        paycore_jobs::wallet::ensure_admin(&self.db.pool, &email, "admin password 1", role)
-            .await
-            .expect("admin");
+        paycore_jobs::domains::wallet::ensure_admin(
+            &self.db.pool,
+            &email,
+            "admin password 1",
+            role,
+        )
+        .await
+        .expect("admin");
         let response = self
             .post(
                 "/api/v1/auth/login",

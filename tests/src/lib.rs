@@ -1,7 +1,7 @@
 //! The integration-test harness: a real PostgreSQL for every test, real worker and scheduler processes, and the
 //! real api on port 0.
 //!
-//! When `DATABASE_URL` is unset the checkout's local cluster is provisioned (see `paycore_jobs::devdb`). A
+//! When `DATABASE_URL` is unset the checkout's local cluster is provisioned (see `paycore_jobs::platform::devdb`). A
 //! template database is migrated once per migration set, and each test gets its own database cloned from it, so
 //! tests run in parallel without seeing each other.
 
@@ -14,14 +14,13 @@ use std::{
 };
 
 use anyhow::Context;
-use paycore_jobs::{
-    config::EngineConfig,
-    db, devdb,
-    engine::{
-        worker::{run_workers, WorkerOptions},
-        Queue, Registry,
-    },
+use paycore_jobs::engine::{
+    worker::{run_workers, WorkerOptions},
+    Queue, Registry,
 };
+use paycore_jobs::platform::config::EngineConfig;
+use paycore_jobs::platform::db;
+use paycore_jobs::platform::devdb;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 
@@ -78,7 +77,7 @@ const TEMPLATE_LOCK_KEY: i64 = 7_301_001;
 
 impl TestDb {
     pub async fn new() -> anyhow::Result<Self> {
-        paycore_jobs::telemetry::init(paycore_jobs::config::LogFormat::Pretty);
+        paycore_jobs::platform::telemetry::init(paycore_jobs::platform::config::LogFormat::Pretty);
         let (base, admin_url) = server_url().await?;
         let template = format!("paycore_tpl_{:016x}", migrations_fingerprint());
         let mut admin = PgConnection::connect(&admin_url).await?;
@@ -201,24 +200,25 @@ pub struct InProcessWorkers {
 impl InProcessWorkers {
     pub fn start(pool: &PgPool, queues: Vec<Queue>, engine: EngineConfig) -> Self {
         let lookup = |_: &str| None;
-        let config =
-            paycore_jobs::config::Config::from_env(&paycore_jobs::config::Env::new(&lookup))
-                .expect("default configuration");
+        let config = paycore_jobs::platform::config::Config::from_env(
+            &paycore_jobs::platform::config::Env::new(&lookup),
+        )
+        .expect("default configuration");
         Self::start_for(pool, &config, queues, engine)
     }
 
     /// Workers with `config`'s provider adapters and settings.
     pub fn start_for(
         pool: &PgPool,
-        config: &paycore_jobs::config::Config,
+        config: &paycore_jobs::platform::config::Config,
         queues: Vec<Queue>,
         engine: EngineConfig,
     ) -> Self {
-        let config = paycore_jobs::config::Config {
+        let config = paycore_jobs::platform::config::Config {
             engine: engine.clone(),
             ..config.clone()
         };
-        let registry = paycore_jobs::runtime::registry(&config);
+        let registry = paycore_jobs::app::registry(&config);
         Self::start_with(pool, registry, queues, engine)
     }
 

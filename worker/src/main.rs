@@ -3,5 +3,5 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    paycore_jobs::runtime::worker_main(&args).await
+    paycore_jobs::app::worker_main(&args).await
 }

@@ -1,8 +1,8 @@
 //! Dashboard sessions: the same accounts and sessions as the API, reached through an HttpOnly, SameSite=Strict
 //! cookie, with a per-session CSRF token that every form must send back.
 
-use paycore_jobs::account::{self, AccountError, LoginOutcome};
-use paycore_jobs::auth::{self, Role};
+use paycore_jobs::domains::identity::account::{self, AccountError, LoginOutcome};
+use paycore_jobs::domains::identity::auth::{self, Role};
 use poem::{http::StatusCode, Request, Response};
 use subtle_compare::constant_time_eq;
 use uuid::Uuid;
@@ -243,11 +243,12 @@ async fn dashboard_session(
         .execute(&state.pool)
         .await
         .map_err(internal)?;
-    let secure = if state.config.environment == paycore_jobs::config::Environment::Production {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure =
+        if state.config.environment == paycore_jobs::platform::config::Environment::Production {
+            "; Secure"
+        } else {
+            ""
+        };
     Ok(format!("{COOKIE_NAME}={secret}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE_S}{secure}"))
 }
 

@@ -231,7 +231,10 @@ pub struct AuditEntryBody {
 /// Worker processes count as live for this long after their last heartbeat.
 pub const WORKER_LIVE_WINDOW_S: i64 = 60;
 
-pub fn actor(caller: &paycore_jobs::auth::Principal, request: &Request) -> Actor {
+pub fn actor(
+    caller: &paycore_jobs::domains::identity::auth::Principal,
+    request: &Request,
+) -> Actor {
     Actor {
         user_id: caller.user_id,
         email: caller.email.clone(),

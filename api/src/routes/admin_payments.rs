@@ -1,11 +1,9 @@
 //! `/api/v1/admin/payouts` (approval of large payouts) and `/api/v1/admin/reconciliation` (provider reports).
 
 use chrono::{DateTime, Utc};
-use paycore_jobs::{
-    payout::{self, Decision, DecisionRejection},
-    providers::ProviderName,
-    reconciliation::{self, ReportRow},
-};
+use paycore_jobs::domains::payout::{self, Decision, DecisionRejection};
+use paycore_jobs::domains::reconciliation::{self, ReportRow};
+use paycore_jobs::providers::ProviderName;
 use poem::Request;
 use poem_openapi::{
     param::{Path, Query},

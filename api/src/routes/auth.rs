@@ -1,11 +1,11 @@
 //! `/api/v1/auth/*` and `/api/v1/users/me`: registration, sign-in, token refresh, sign-out, password change.
 
-use paycore_jobs::{
-    account::{self, AccountError, LoginOutcome},
-    auth::{self, AuthError, Email, Role, TokenPair, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN},
-    otp::Check,
-    wallet::{self, NewUser, RegisterError},
+use paycore_jobs::domains::identity::account::{self, AccountError, LoginOutcome};
+use paycore_jobs::domains::identity::auth::{
+    self, AuthError, Email, Role, TokenPair, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN,
 };
+use paycore_jobs::domains::identity::otp::Check;
+use paycore_jobs::domains::wallet::{self, NewUser, RegisterError};
 use poem::Request;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 

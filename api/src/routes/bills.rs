@@ -1,12 +1,10 @@
 //! `/api/v1/bills`: the catalogue (airtime, data, electricity, cable TV), customer validation, payments and saved
 //! beneficiaries.
 
-use paycore_jobs::{
-    bill_catalogue::{self, Biller, Category},
-    bills::{self, Beneficiary, BillPaymentRow, BillRequest},
-    money::Amount,
-    operation::{self, Operation},
-};
+use paycore_jobs::domains::bills::catalogue::{self, Biller, Category};
+use paycore_jobs::domains::bills::{self, Beneficiary, BillPaymentRow, BillRequest};
+use paycore_jobs::money::Amount;
+use paycore_jobs::operation::{self, Operation};
 use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,
@@ -196,7 +194,7 @@ impl BillPaymentBody {
                 .or_else(|| row.failure_reason.clone()),
             wallet_id: row.wallet_id.to_string(),
             biller_code: row.biller_code.clone(),
-            biller_name: bill_catalogue::biller(&row.biller_code)
+            biller_name: catalogue::biller(&row.biller_code)
                 .map(|b| b.name.to_owned())
                 .unwrap_or_default(),
             category: row.category.clone(),
@@ -276,7 +274,7 @@ pub enum BeneficiaryCreated {
 }
 
 fn biller_of(code: &str) -> Result<&'static Biller, ApiError> {
-    bill_catalogue::biller(code.trim()).ok_or_else(|| {
+    catalogue::biller(code.trim()).ok_or_else(|| {
         ApiError::invalid(
             "unknown_biller",
             "No biller has this code.",
@@ -379,7 +377,7 @@ impl BillsApi {
             })?),
         };
         Ok(Json(BillerList {
-            data: bill_catalogue::BILLERS
+            data: catalogue::BILLERS
                 .iter()
                 .filter(|b| category.is_none_or(|c| b.category == c))
                 .map(BillerBody::new)
@@ -394,7 +392,7 @@ impl BillsApi {
         _caller: BearerAuth,
         biller_code: Path<String>,
     ) -> ApiResult<Json<BillerBody>> {
-        let biller = bill_catalogue::biller(biller_code.0.trim())
+        let biller = catalogue::biller(biller_code.0.trim())
             .ok_or_else(|| ApiError::not_found("biller_not_found", "No such biller."))?;
         Ok(Json(BillerBody::new(biller)))
     }

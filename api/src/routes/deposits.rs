@@ -1,11 +1,9 @@
 //! `/api/v1/deposits`: money in through the payment gateway's hosted page. Deposits by bank transfer into a
 //! wallet's account number arrive by the gateway's signed webhook and are listed here too.
 
-use paycore_jobs::{
-    deposit::{self, DepositRejection, DepositRow},
-    money::Amount,
-    operation::{self, Operation},
-};
+use paycore_jobs::domains::deposit::{self, DepositRejection, DepositRow};
+use paycore_jobs::money::Amount;
+use paycore_jobs::operation::{self, Operation};
 use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,

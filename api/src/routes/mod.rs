@@ -118,8 +118,8 @@ pub fn provider_error(
 }
 
 /// A refused debit (payouts, bill payments).
-pub fn spend_error(rejection: &paycore_jobs::spend::SpendRejection) -> ApiError {
-    use paycore_jobs::spend::SpendRejection;
+pub fn spend_error(rejection: &paycore_jobs::domains::wallet::spend::SpendRejection) -> ApiError {
+    use paycore_jobs::domains::wallet::spend::SpendRejection;
     match rejection {
         SpendRejection::WalletNotFound => {
             ApiError::not_found("wallet_not_found", "No such wallet.")

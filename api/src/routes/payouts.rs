@@ -1,10 +1,8 @@
 //! `/api/v1/payouts` and `/api/v1/banks`: money out to bank accounts through the payouts provider.
 
-use paycore_jobs::{
-    operation::{self, Operation},
-    payout::{self, PayoutRequest, PayoutRow},
-    providers::Bank,
-};
+use paycore_jobs::domains::payout::{self, PayoutRequest, PayoutRow};
+use paycore_jobs::operation::{self, Operation};
+use paycore_jobs::providers::Bank;
 use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,
@@ -141,7 +139,7 @@ pub enum PayoutResponse {
 }
 
 struct CreatePayout {
-    config: std::sync::Arc<paycore_jobs::config::Config>,
+    config: std::sync::Arc<paycore_jobs::platform::config::Config>,
     user_id: Uuid,
     request: PayoutRequest,
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/transactions`: the ledger entries of the caller's wallets, filtered, ordered and paginated.
 
-use paycore_jobs::history::{self, Entry, Filter};
+use paycore_jobs::ledger::history::{self, Entry, Filter};
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,

@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use paycore_jobs::{
-    money::{Amount, AmountError, Currency},
-    operation::{self, Operation},
-    transfer::{
-        self, Decision, DecisionRejection, Mode, Recipient, TransferRejection, TransferRequest,
-        TransferRow,
-    },
+use paycore_jobs::domains::transfer::{
+    self, Decision, DecisionRejection, Mode, Recipient, TransferRejection, TransferRequest,
+    TransferRow,
 };
+use paycore_jobs::money::{Amount, AmountError, Currency};
+use paycore_jobs::operation::{self, Operation};
 use poem_openapi::{
     param::{Header, Path},
     payload::Json,
@@ -247,7 +245,7 @@ fn replay(status: u16, body: serde_json::Value) -> ApiResult<TransferResponse> {
 
 /// Checks, holds and records one transfer inside the idempotent create transaction.
 struct CreateTransfer<'a> {
-    money: &'a paycore_jobs::config::MoneyConfig,
+    money: &'a paycore_jobs::platform::config::MoneyConfig,
     user_id: Uuid,
     request: TransferRequest,
 }

@@ -3,11 +3,9 @@
 //! A wallet that is not the caller's answers exactly like one that does not exist (404), so ids of other users'
 //! wallets reveal nothing. Admins may freeze and unfreeze any wallet.
 
-use paycore_jobs::{
-    auth,
-    money::{Currency, AMOUNT_MINOR_MAX},
-    wallet::{self, WalletError, WalletRow},
-};
+use paycore_jobs::domains::identity::auth;
+use paycore_jobs::domains::wallet::{self, WalletError, WalletRow};
+use paycore_jobs::money::{Currency, AMOUNT_MINOR_MAX};
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! `POST /api/v1/webhooks/paystack`: the payment gateway's signed events. A plain endpoint (not a JSON API
 //! operation) because the signature covers the exact raw body.
 
-use paycore_jobs::webhook::{self, WebhookAck, WebhookError};
+use paycore_jobs::domains::webhook::{self, WebhookAck, WebhookError};
 use poem::{handler, http::StatusCode, web::Data, Body, IntoResponse, Request, Response};
 
 use crate::{error::ApiError, AppState};

@@ -23,7 +23,8 @@ use super::{
     handler::{decode_envelope, insert_attempt_tx, JobContext, JobError, Registry},
     queue::Queue,
 };
-use crate::{config::EngineConfig, operation};
+use crate::operation;
+use crate::platform::config::EngineConfig;
 
 /// What each queue's apalis worker shares.
 struct Dispatcher {

@@ -15,13 +15,11 @@ use lettre::{
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::{
-    config::{NotificationsConfig, SmtpTls},
-    engine::{
-        batch::{Completions, Effect},
-        enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue,
-    },
+use crate::engine::{
+    batch::{Completions, Effect},
+    enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue,
 };
+use crate::platform::config::{NotificationsConfig, SmtpTls};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendEmail {
@@ -296,10 +294,10 @@ async fn enqueue_alone_tx(
         .iter()
         .map(NewJob::new)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(crate::deposit::enqueue_to_sqlx)?;
+        .map_err(crate::domains::deposit::enqueue_to_sqlx)?;
     enqueue_many_tx(conn, jobs)
         .await
-        .map_err(crate::deposit::enqueue_to_sqlx)?;
+        .map_err(crate::domains::deposit::enqueue_to_sqlx)?;
     Ok(())
 }
 

@@ -13,10 +13,8 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{
-    config::FcmConfig,
-    engine::{Job, JobContext, JobError, Queue},
-};
+use crate::engine::{Job, JobContext, JobError, Queue};
+use crate::platform::config::FcmConfig;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 

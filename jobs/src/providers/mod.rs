@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::{config::ProvidersConfig, money::Currency};
+use crate::money::Currency;
+use crate::platform::config::ProvidersConfig;
 
 pub mod flutterwave;
 pub mod paystack;

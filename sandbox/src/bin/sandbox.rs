@@ -8,8 +8,8 @@ use paycore_sandbox::SandboxOptions;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = paycore_jobs::config::Config::from_process_env()?;
-    paycore_jobs::telemetry::init(config.log_format);
+    let config = paycore_jobs::platform::config::Config::from_process_env()?;
+    paycore_jobs::platform::telemetry::init(config.log_format);
     let delay_ms: u64 = std::env::var("SANDBOX_WEBHOOK_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -29,6 +29,6 @@ async fn main() -> anyhow::Result<()> {
     });
     sandbox.set_paystack_webhook_url(&webhook);
     println!("Sandbox providers on {base} (Paystack {base}/paystack, Flutterwave {base}/flutterwave/v3); webhooks to {webhook}");
-    paycore_jobs::runtime::shutdown_signal().await;
+    paycore_jobs::app::shutdown_signal().await;
     Ok(())
 }

@@ -3,10 +3,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use paycore_jobs::{
-    auth::Role,
-    engine::{builtin::Probe, control, enqueue_tx, NewJob, Queue},
-};
+use paycore_jobs::domains::identity::auth::Role;
+use paycore_jobs::engine::{builtin::Probe, control, enqueue_tx, NewJob, Queue};
 use paycore_tests::{
     app::{error_code, spawn_app, TestApp},
     eventually, probe,
@@ -35,7 +33,7 @@ async fn admin(app: &TestApp, role: Role) -> String {
         role.as_str(),
         uuid::Uuid::new_v4().simple()
     );
-    paycore_jobs::wallet::ensure_admin(&app.db.pool, &email, PASSWORD, role)
+    paycore_jobs::domains::wallet::ensure_admin(&app.db.pool, &email, PASSWORD, role)
         .await
         .expect("admin");
     email
@@ -382,12 +380,9 @@ async fn the_admin_api_is_closed_to_users_and_visitors_and_audits_every_action()
         StatusCode::NOT_FOUND,
         "schedules exist once a scheduler has synced them"
     );
-    paycore_jobs::engine::scheduler::sync_schedules(
-        &app.db.pool,
-        &paycore_jobs::runtime::schedules(),
-    )
-    .await
-    .expect("sync");
+    paycore_jobs::engine::scheduler::sync_schedules(&app.db.pool, &paycore_jobs::app::schedules())
+        .await
+        .expect("sync");
     let run = app
         .post(
             "/api/v1/admin/schedules/engine.prune/run",

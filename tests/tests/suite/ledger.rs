@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use paycore_jobs::{
-    audit::AuditLedger,
-    engine::{control, enqueue_tx, NewJob},
-    ledger::{self, Flow, LedgerError, NewTransfer},
-    money::{Amount, Currency},
-};
+use paycore_jobs::engine::{control, enqueue_tx, NewJob};
+use paycore_jobs::ledger::audit::AuditLedger;
+use paycore_jobs::ledger::{self, Flow, LedgerError, NewTransfer};
+use paycore_jobs::money::{Amount, Currency};
 use paycore_tests::{app::spawn_app, eventually, TestDb};
 use serde_json::Value;
 
@@ -250,12 +248,12 @@ async fn the_scheduled_audit_job_records_its_result_for_the_admin_endpoint() {
     )
     .await;
     let admin = app
-        .admin_token(paycore_jobs::auth::Role::AdminReadonly)
+        .admin_token(paycore_jobs::domains::identity::auth::Role::AdminReadonly)
         .await;
     let latest: Value = app.get_json("/api/v1/admin/ledger/audit", &admin).await;
     assert_eq!(latest["clean"], true);
     assert_eq!(latest["findings"].as_array().map(Vec::len), Some(0));
-    let schedules: Vec<&str> = paycore_jobs::runtime::schedules()
+    let schedules: Vec<&str> = paycore_jobs::app::schedules()
         .iter()
         .map(|s| s.name)
         .collect();

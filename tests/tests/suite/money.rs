@@ -30,7 +30,7 @@ async fn registration_credits_the_bonus_from_the_subsidy_account_and_leaves_the_
     assert_eq!(wallet["balances"]["posted"], BONUS);
     let number = wallet["account_number"].as_str().expect("number");
     assert!(
-        paycore_jobs::nuban::is_valid(&app.config.money.bank_code, number),
+        paycore_jobs::money::nuban::is_valid(&app.config.money.bank_code, number),
         "{number} is a NUBAN"
     );
     let (subsidy_out, wallets, _) = subsidy_and_wallet_totals(&app).await;

@@ -174,7 +174,9 @@ async fn a_user_cannot_see_freeze_spend_from_or_list_another_users_wallets_and_t
 async fn admins_may_freeze_any_wallet_and_a_frozen_wallet_can_neither_send_nor_receive() {
     let app = spawn_app().await;
     let (ada, bayo) = app.register_pair().await;
-    let admin = app.admin_token(paycore_jobs::auth::Role::Admin).await;
+    let admin = app
+        .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
+        .await;
     let frozen = app
         .post(
             &format!("/api/v1/wallets/{}/freeze", bayo.wallet_id),
@@ -213,7 +215,7 @@ async fn admins_may_freeze_any_wallet_and_a_frozen_wallet_can_neither_send_nor_r
     );
     // A read-only admin may look at the audit but not freeze.
     let readonly = app
-        .admin_token(paycore_jobs::auth::Role::AdminReadonly)
+        .admin_token(paycore_jobs::domains::identity::auth::Role::AdminReadonly)
         .await;
     let refused = app
         .post(
@@ -527,7 +529,7 @@ async fn an_unanswered_transfer_expires_through_the_scheduler_and_releases_the_s
         "transfer_expired"
     );
     // The scheduler fires the expiry schedule (made due now); the worker expires the transfer and voids the hold.
-    let schedules = paycore_jobs::runtime::schedules();
+    let schedules = paycore_jobs::app::schedules();
     paycore_jobs::engine::scheduler::sync_schedules(&app.db.pool, &schedules)
         .await
         .expect("sync");

@@ -765,7 +765,7 @@ async fn without_smtp_mail_lands_in_the_dev_mailbox_that_admins_read() {
     let app = spawn_app().await;
     let ada = app.register_user("ada").await;
     let admin = app
-        .admin_token(paycore_jobs::auth::Role::AdminReadonly)
+        .admin_token(paycore_jobs::domains::identity::auth::Role::AdminReadonly)
         .await;
     let mailbox = eventually(WAIT, "the verification mail in the dev mailbox", || async {
         let list = app

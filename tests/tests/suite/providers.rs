@@ -630,9 +630,11 @@ async fn payouts_above_the_threshold_wait_for_an_admin_who_approves_or_rejects_t
         .expect("json");
     // Held while waiting.
     assert_eq!(balances(&app, &ada).await.0, BONUS - 2_010_000 - 3_010_000);
-    let admin = app.admin_token(paycore_jobs::auth::Role::Admin).await;
+    let admin = app
+        .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
+        .await;
     let readonly = app
-        .admin_token(paycore_jobs::auth::Role::AdminReadonly)
+        .admin_token(paycore_jobs::domains::identity::auth::Role::AdminReadonly)
         .await;
     let waiting = app
         .get_json("/api/v1/admin/payouts?status=requires_approval", &admin)
@@ -1089,7 +1091,9 @@ async fn reconciliation_matches_the_providers_records_and_reports_missing_extra_
 ) {
     let app = spawn_app().await;
     let ada = app.register_user("ada").await;
-    let admin = app.admin_token(paycore_jobs::auth::Role::Admin).await;
+    let admin = app
+        .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
+        .await;
     let deposit = start_deposit(&app, &ada, 500_000).await;
     checkout(&app, &deposit, "pay").await;
     wait_field(
@@ -1192,9 +1196,10 @@ async fn reconciliation_matches_the_providers_records_and_reports_missing_extra_
 #[tokio::test]
 async fn the_daily_schedule_reconciles_yesterday_for_every_provider_once() {
     let app = spawn_app().await;
-    let daily =
-        paycore_jobs::engine::NewJob::new(&paycore_jobs::reconciliation::DailyReconciliation {})
-            .expect("job");
+    let daily = paycore_jobs::engine::NewJob::new(
+        &paycore_jobs::domains::reconciliation::DailyReconciliation {},
+    )
+    .expect("job");
     for _ in 0..2 {
         let mut tx = app.db.pool.begin().await.expect("tx");
         paycore_jobs::engine::enqueue_tx(&mut tx, daily.clone())

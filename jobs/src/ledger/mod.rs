@@ -6,6 +6,9 @@
 //! deadlocking. A wallet's no-overdraft rule is a CHECK constraint; its violation becomes
 //! `LedgerError::InsufficientFunds`.
 
+pub mod audit;
+pub mod history;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

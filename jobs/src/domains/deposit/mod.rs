@@ -19,16 +19,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    config::Config,
-    engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue},
-    ledger::{self, Flow, NewTransfer, SystemAccount},
-    money::{Amount, Currency},
-    operation,
-    providers::{ChargeStatus, DepositInit, ProviderError, ProviderName, Providers},
-    spend::post_new_tx,
-    wallet,
-};
+use crate::domains::wallet;
+use crate::domains::wallet::spend::post_new_tx;
+use crate::engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue};
+use crate::ledger::{self, Flow, NewTransfer, SystemAccount};
+use crate::money::{Amount, Currency};
+use crate::operation;
+use crate::platform::config::Config;
+use crate::providers::{ChargeStatus, DepositInit, ProviderError, ProviderName, Providers};
 
 /// A deposit never paid is given up after this long.
 pub const DEPOSIT_TTL: chrono::Duration = chrono::Duration::hours(24);
@@ -299,7 +297,7 @@ async fn mark_webhook_tx(
     outcome: &str,
 ) -> Result<(), sqlx::Error> {
     if let Some(id) = webhook_event_id {
-        crate::webhook::mark_processed_tx(tx, id, outcome).await?;
+        crate::domains::webhook::mark_processed_tx(tx, id, outcome).await?;
     }
     Ok(())
 }

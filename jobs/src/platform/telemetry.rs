@@ -3,7 +3,7 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::config::LogFormat;
+use crate::platform::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests starting several apps) are ignored.
 pub fn init(format: LogFormat) {

@@ -7,6 +7,8 @@
 //! 5xx) is never sent again blindly: every later attempt first asks the provider for the status of that
 //! reference and vends only if the provider never received it.
 
+pub mod catalogue;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,16 +16,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    bill_catalogue::{Biller, Package},
-    config::Config,
-    deposit::enqueue_to_sqlx,
-    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
-    ledger::LedgerError,
-    money::Amount,
-    operation,
-    providers::{ProviderError, ProviderName, Providers, VendInstruction, VendState, VendStatus},
-    spend::{self, SpendRejection},
+use crate::domains::bills::catalogue::{Biller, Package};
+use crate::domains::deposit::enqueue_to_sqlx;
+use crate::domains::wallet::spend::{self, SpendRejection};
+use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::ledger::LedgerError;
+use crate::money::Amount;
+use crate::operation;
+use crate::platform::config::Config;
+use crate::providers::{
+    ProviderError, ProviderName, Providers, VendInstruction, VendState, VendStatus,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -189,7 +191,7 @@ async fn notify_tx(
         row.user_id,
         &crate::notify::Event::BillReceipt {
             status: if completed { "completed" } else { "failed" },
-            biller: crate::bill_catalogue::biller(&row.biller_code)
+            biller: crate::domains::bills::catalogue::biller(&row.biller_code)
                 .map(|b| b.name.to_owned())
                 .unwrap_or_else(|| row.biller_code.clone()),
             customer_id: row.customer_id.clone(),
@@ -319,7 +321,7 @@ pub async fn vend(
     if row.status != "processing" {
         return Ok(());
     }
-    let Some(biller) = crate::bill_catalogue::biller(&row.biller_code) else {
+    let Some(biller) = crate::domains::bills::catalogue::biller(&row.biller_code) else {
         return Err(JobError::permanent(
             "unknown_biller",
             "the biller left the catalogue",

@@ -10,7 +10,8 @@ use rand::Rng;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{config::Config, providers::signature::hmac_sha256_hex};
+use crate::platform::config::Config;
+use crate::providers::signature::hmac_sha256_hex;
 
 pub const ATTEMPTS_MAX: i32 = 5;
 /// Codes of one purpose one user may be sent in an hour.

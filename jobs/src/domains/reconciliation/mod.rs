@@ -14,11 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{
-    deposit::enqueue_to_sqlx,
-    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
-    providers::{ProviderError, ProviderName, Providers, SettlementRecord},
-};
+use crate::domains::deposit::enqueue_to_sqlx;
+use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::providers::{ProviderError, ProviderName, Providers, SettlementRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReconciliation {

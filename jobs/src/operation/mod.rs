@@ -5,6 +5,8 @@
 //! so two writers cannot both settle one operation. After committing, writers `announce` the change on
 //! `paycore_operation`, so that waiting requests on any api process learn of it.
 
+pub mod idempotency;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{
-    config::Config,
-    db, devdb,
-    engine::{builtin, scheduler::ScheduleDef, Registry},
-};
+use crate::engine::{builtin, scheduler::ScheduleDef, Registry};
+use crate::platform::config::Config;
+use crate::platform::db;
+use crate::platform::devdb;
 
 /// The name of the database the local cluster serves when `DATABASE_URL` is unset.
 pub const LOCAL_DATABASE: &str = "paycore";
@@ -17,7 +16,10 @@ pub const LOCAL_DATABASE: &str = "paycore";
 /// Every job kind PayCore runs, with its handler. Provider-facing handlers share one set of adapters built from
 /// `config`.
 pub fn registry(config: &Config) -> Arc<Registry> {
-    use crate::{bills, deposit, payout, reconciliation};
+    use crate::domains::bills;
+    use crate::domains::deposit;
+    use crate::domains::payout;
+    use crate::domains::reconciliation;
     let providers = Arc::new(crate::providers::Providers::from_config(&config.providers));
     let config = Arc::new(config.clone());
     let mut registry = Registry::default();
@@ -40,11 +42,11 @@ pub fn registry(config: &Config) -> Arc<Registry> {
         }};
     }
     {
-        let batcher = Arc::new(crate::transfer::batch::SettleBatcher::new(Arc::clone(
-            &config,
-        )));
-        registry.register::<crate::transfer::SettleTransfer, _, _>(move |ctx, job| {
-            crate::transfer::settle(ctx, job, Arc::clone(&batcher))
+        let batcher = Arc::new(crate::domains::transfer::batch::SettleBatcher::new(
+            Arc::clone(&config),
+        ));
+        registry.register::<crate::domains::transfer::SettleTransfer, _, _>(move |ctx, job| {
+            crate::domains::transfer::settle(ctx, job, Arc::clone(&batcher))
         });
     }
     with_config!(crate::notify::PruneNotifications, crate::notify::prune_job);
@@ -72,8 +74,10 @@ pub fn registry(config: &Config) -> Arc<Registry> {
         });
     }
     registry
-        .register::<crate::transfer::ExpireTransfers, _, _>(crate::transfer::expire)
-        .register::<crate::audit::AuditLedger, _, _>(crate::audit::run)
+        .register::<crate::domains::transfer::ExpireTransfers, _, _>(
+            crate::domains::transfer::expire,
+        )
+        .register::<crate::ledger::audit::AuditLedger, _, _>(crate::ledger::audit::run)
         .register::<deposit::SweepDeposits, _, _>(deposit::sweep)
         .register::<payout::SweepPayouts, _, _>(payout::sweep)
         .register::<reconciliation::DailyReconciliation, _, _>(reconciliation::daily);
@@ -101,28 +105,28 @@ pub fn schedules() -> Vec<ScheduleDef> {
             name: "transfers.expire",
             cron: "0 * * * * *",
             queue: Queue::Payments,
-            kind: <crate::transfer::ExpireTransfers as Job>::KIND,
+            kind: <crate::domains::transfer::ExpireTransfers as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {
             name: "deposits.sweep",
             cron: "30 * * * * *",
             queue: Queue::Payments,
-            kind: <crate::deposit::SweepDeposits as Job>::KIND,
+            kind: <crate::domains::deposit::SweepDeposits as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {
             name: "payouts.sweep",
             cron: "45 * * * * *",
             queue: Queue::Payments,
-            kind: <crate::payout::SweepPayouts as Job>::KIND,
+            kind: <crate::domains::payout::SweepPayouts as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {
             name: "reconciliation.daily",
             cron: "0 30 1 * * *",
             queue: Queue::Reconciliation,
-            kind: <crate::reconciliation::DailyReconciliation as Job>::KIND,
+            kind: <crate::domains::reconciliation::DailyReconciliation as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
         ScheduleDef {
@@ -136,7 +140,7 @@ pub fn schedules() -> Vec<ScheduleDef> {
             name: "ledger.audit",
             cron: "0 */5 * * * *",
             queue: Queue::Reconciliation,
-            kind: <crate::audit::AuditLedger as Job>::KIND,
+            kind: <crate::ledger::audit::AuditLedger as Job>::KIND,
             policy: MissedTickPolicy::CatchUpOnce,
         },
     ]);
@@ -197,7 +201,7 @@ pub fn queues_from_args(args: &[String]) -> anyhow::Result<Vec<crate::engine::Qu
 /// The worker process: serves the chosen queues until SIGTERM/SIGINT.
 pub async fn worker_main(args: &[String]) -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
-    crate::telemetry::init(config.log_format);
+    crate::platform::telemetry::init(config.log_format);
     let queues = queues_from_args(args)?;
     let pool = connect_and_migrate(&config).await?;
     let options = crate::engine::worker::WorkerOptions::new(queues, config.engine.clone());
@@ -207,7 +211,7 @@ pub async fn worker_main(args: &[String]) -> anyhow::Result<()> {
 /// The scheduler process: fires every schedule's ticks until SIGTERM/SIGINT. Replicas are safe.
 pub async fn scheduler_main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
-    crate::telemetry::init(config.log_format);
+    crate::platform::telemetry::init(config.log_format);
     let pool = connect_and_migrate(&config).await?;
     crate::engine::scheduler::run_scheduler(
         pool,
@@ -225,9 +229,13 @@ pub async fn ensure_configured_admin(pool: &PgPool, config: &Config) -> anyhow::
     else {
         return Ok(());
     };
-    let created =
-        crate::wallet::ensure_admin(pool, email, password.expose(), crate::auth::Role::Admin)
-            .await?;
+    let created = crate::domains::wallet::ensure_admin(
+        pool,
+        email,
+        password.expose(),
+        crate::domains::identity::auth::Role::Admin,
+    )
+    .await?;
     if created {
         tracing::info!(email = %email, "created the configured admin");
     }
@@ -243,23 +251,29 @@ pub const DEMO_USERS: [(&str, &str, &str); 2] = [
 
 /// Seeds the demo data: an admin and two users whose NGN wallets hold the welcome bonus. Idempotent.
 pub async fn seed_demo_data(pool: &PgPool, config: &Config) -> anyhow::Result<()> {
-    crate::wallet::ensure_admin(pool, DEMO_ADMIN.0, DEMO_ADMIN.1, crate::auth::Role::Admin).await?;
-    let keys = crate::auth::TokenKeys::new(
+    crate::domains::wallet::ensure_admin(
+        pool,
+        DEMO_ADMIN.0,
+        DEMO_ADMIN.1,
+        crate::domains::identity::auth::Role::Admin,
+    )
+    .await?;
+    let keys = crate::domains::identity::auth::TokenKeys::new(
         config.jwt_secret.expose(),
         config.money.access_token_ttl,
         config.money.refresh_token_ttl,
     );
     for (email, password, name) in DEMO_USERS {
-        let new_user = crate::wallet::NewUser {
-            email: crate::auth::Email::parse(email)
+        let new_user = crate::domains::wallet::NewUser {
+            email: crate::domains::identity::auth::Email::parse(email)
                 .ok_or_else(|| anyhow::anyhow!("bad demo email"))?,
             phone: None,
             password: password.to_owned(),
             full_name: name.to_owned(),
-            role: crate::auth::Role::User,
+            role: crate::domains::identity::auth::Role::User,
         };
-        match crate::wallet::register(pool, config, &keys, new_user, None, None).await {
-            Ok(_) | Err(crate::wallet::RegisterError::EmailTaken) => {}
+        match crate::domains::wallet::register(pool, config, &keys, new_user, None, None).await {
+            Ok(_) | Err(crate::domains::wallet::RegisterError::EmailTaken) => {}
             Err(error) => return Err(error.into()),
         }
     }

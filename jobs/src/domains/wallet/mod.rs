@@ -1,17 +1,17 @@
 //! Users' wallets: registration (user, NGN wallet and welcome bonus in one transaction), wallets per currency,
 //! freezing, spending limits and the transaction PIN.
 
+pub mod spend;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    auth::{self, Email, Role, TokenKeys, TokenPair},
-    ledger::{self, AccountId, Flow, NewTransfer, SystemAccount},
-    money::{Amount, Currency},
-    nuban,
-};
+use crate::domains::identity::auth::{self, Email, Role, TokenKeys, TokenPair};
+use crate::ledger::{self, AccountId, Flow, NewTransfer, SystemAccount};
+use crate::money::nuban;
+use crate::money::{Amount, Currency};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WalletRow {
@@ -247,7 +247,7 @@ pub struct Registered {
 /// all in one transaction.
 pub async fn register(
     pool: &PgPool,
-    config: &crate::config::Config,
+    config: &crate::platform::config::Config,
     keys: &TokenKeys,
     new_user: NewUser,
     ip: Option<&str>,
@@ -303,11 +303,11 @@ pub async fn register(
     let tokens =
         auth::open_session_tx(&mut tx, keys, user_id, new_user.role, ip, user_agent).await?;
     // The e-mail verification code goes out with the registration (a fresh user cannot be throttled).
-    if let Ok((_, code)) = crate::otp::issue_tx(
+    if let Ok((_, code)) = crate::domains::identity::otp::issue_tx(
         &mut tx,
         config,
         user_id,
-        crate::otp::Purpose::EmailVerification,
+        crate::domains::identity::otp::Purpose::EmailVerification,
     )
     .await?
     {
@@ -316,7 +316,7 @@ pub async fn register(
             user_id,
             &crate::notify::Event::EmailVerification {
                 code,
-                minutes: crate::otp::ttl_minutes(config),
+                minutes: crate::domains::identity::otp::ttl_minutes(config),
             },
             None,
         )
@@ -475,12 +475,12 @@ pub async fn exceeded_limit_tx(
     let windows = [
         (
             wallet.daily_limit,
-            crate::transfer::start_of_day(now),
+            crate::domains::transfer::start_of_day(now),
             SpendLimit::Daily,
         ),
         (
             wallet.monthly_limit,
-            crate::transfer::start_of_month(now),
+            crate::domains::transfer::start_of_month(now),
             SpendLimit::Monthly,
         ),
     ];

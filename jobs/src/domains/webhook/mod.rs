@@ -13,13 +13,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::{
-    config::ProvidersConfig,
-    deposit::{self, BankTransferDeposit, VerifyDeposit},
-    engine::{enqueue_tx, NewJob, Queue},
-    payout::{self, SyncPayout},
-    providers::{signature::verify_hmac_sha512_hex, ProviderName},
-};
+use crate::domains::deposit::{self, BankTransferDeposit, VerifyDeposit};
+use crate::domains::payout::{self, SyncPayout};
+use crate::engine::{enqueue_tx, NewJob, Queue};
+use crate::platform::config::ProvidersConfig;
+use crate::providers::{signature::verify_hmac_sha512_hex, ProviderName};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookRejection {
@@ -222,7 +220,7 @@ pub async fn mark_processed_tx(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Env};
+    use crate::platform::config::{Config, Env};
     use crate::providers::signature::hmac_sha512_hex;
 
     fn config() -> ProvidersConfig {

@@ -4,12 +4,10 @@
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    auth::{self, AuthError, Role, TokenKeys, TokenPair},
-    config::Config,
-    notify::{self, Event},
-    otp::{self, Check, IssueRefusal, Purpose},
-};
+use crate::domains::identity::auth::{self, AuthError, Role, TokenKeys, TokenPair};
+use crate::domains::identity::otp::{self, Check, IssueRefusal, Purpose};
+use crate::notify::{self, Event};
+use crate::platform::config::Config;
 
 /// How a sign-in went.
 #[derive(Debug)]

@@ -12,14 +12,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    config::MoneyConfig,
-    engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue},
-    ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount},
-    money::{Amount, Currency},
-    operation,
-    wallet::{self, PinCheck},
-};
+use crate::domains::wallet::{self, PinCheck};
+use crate::engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue};
+use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
+use crate::money::{Amount, Currency};
+use crate::operation;
+use crate::platform::config::MoneyConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -509,7 +507,7 @@ const SETTLING_SQL: &str =
 async fn settle_one(
     ctx: &JobContext,
     transfer_id: Uuid,
-    config: &crate::config::Config,
+    config: &crate::platform::config::Config,
 ) -> Result<(), JobError> {
     let Some(settling): Option<Settling> = sqlx::query_as(SETTLING_SQL)
         .bind([transfer_id])

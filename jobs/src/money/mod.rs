@@ -3,6 +3,8 @@
 //! Amounts never pass through floats. Fees are a percentage in basis points plus a fixed part, capped, rounded to
 //! the minor unit half-to-even (banker's rounding) so that rounding does not drift in the platform's favour.
 
+pub mod nuban;
+
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};

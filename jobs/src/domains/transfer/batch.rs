@@ -21,11 +21,9 @@ use uuid::Uuid;
 use super::{
     notify_settled_tx, post_moves_tx, posts, settle_one, void_failure, Settling, SETTLING_SQL,
 };
-use crate::{
-    config::Config,
-    engine::{JobContext, JobError},
-    operation,
-};
+use crate::engine::{JobContext, JobError};
+use crate::operation;
+use crate::platform::config::Config;
 
 /// The most settlements committed together. Larger batches lock more accounts at once, and the api's holds on
 /// those accounts wait for the batch's commit.

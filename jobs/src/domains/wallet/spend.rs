@@ -9,12 +9,10 @@ use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
-use crate::{
-    engine::JobError,
-    ledger::{self, AccountId, Flow, LedgerError, NewTransfer, SystemAccount},
-    money::{Amount, Currency},
-    wallet::{self, PinCheck, WalletRow},
-};
+use crate::domains::wallet::{self, PinCheck, WalletRow};
+use crate::engine::JobError;
+use crate::ledger::{self, AccountId, Flow, LedgerError, NewTransfer, SystemAccount};
+use crate::money::{Amount, Currency};
 
 /// Why a debit was refused, in the order the checks run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]

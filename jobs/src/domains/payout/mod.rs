@@ -18,18 +18,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    admin_audit::{self, Actor},
-    config::Config,
-    deposit::enqueue_to_sqlx,
-    engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue},
-    ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount},
-    money::{Amount, Currency},
-    operation::{self, OperationStatus},
-    providers::{
-        PayoutInstruction, PayoutState, PayoutStatus, ProviderError, ProviderName, Providers,
-    },
-    spend::{self, post_new_tx, SpendRejection},
+use crate::admin_audit::{self, Actor};
+use crate::domains::deposit::enqueue_to_sqlx;
+use crate::domains::wallet::spend::{self, post_new_tx, SpendRejection};
+use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
+use crate::money::{Amount, Currency};
+use crate::operation::{self, OperationStatus};
+use crate::platform::config::Config;
+use crate::providers::{
+    PayoutInstruction, PayoutState, PayoutStatus, ProviderError, ProviderName, Providers,
 };
 
 const SWEEP_AFTER_SECONDS: f64 = 120.0;
@@ -524,7 +522,7 @@ pub async fn sync(
     let mut tx = ctx.begin_fenced().await?;
     let applied = apply_and_notify_tx(&mut tx, &config, row.payout_id, &state).await?;
     if let Some(id) = job.webhook_event_id {
-        crate::webhook::mark_processed_tx(&mut tx, id, applied.as_str()).await?;
+        crate::domains::webhook::mark_processed_tx(&mut tx, id, applied.as_str()).await?;
     }
     tx.commit().await?;
     operation::announce(&ctx.pool, &[row.payout_id]).await;
@@ -544,7 +542,7 @@ async fn finish_webhook(
 ) -> Result<(), JobError> {
     let mut tx = ctx.begin_fenced().await?;
     if let Some(id) = webhook_event_id {
-        crate::webhook::mark_processed_tx(&mut tx, id, outcome).await?;
+        crate::domains::webhook::mark_processed_tx(&mut tx, id, outcome).await?;
     }
     tx.commit().await?;
     Ok(())

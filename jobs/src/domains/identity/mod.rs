@@ -1,0 +1,7 @@
+//! Identity and sign-in: users, passwords, roles and tokens (`auth`); the account flows that carry one-time codes
+//! — sign-in with two-step verification, e-mail verification, password reset (`account`); the codes themselves
+//! (`otp`).
+
+pub mod account;
+pub mod auth;
+pub mod otp;
