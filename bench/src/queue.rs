@@ -16,6 +16,7 @@ use std::{
 
 use apalis::prelude::{TaskBuilder, TaskId};
 use paycore_jobs::app;
+use paycore_jobs::engine::config::EngineConfig;
 use paycore_jobs::engine::{
     builtin::{Noop, Probe},
     enqueue::Envelope,
@@ -23,7 +24,6 @@ use paycore_jobs::engine::{
     worker::{run_workers, WorkerOptions},
     NewJob, Queue,
 };
-use paycore_jobs::platform::config::EngineConfig;
 use paycore_jobs::platform::db;
 use paycore_jobs::platform::devdb;
 use sqlx::PgPool;

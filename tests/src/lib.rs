@@ -14,11 +14,11 @@ use std::{
 };
 
 use anyhow::Context;
+use paycore_jobs::engine::config::EngineConfig;
 use paycore_jobs::engine::{
     worker::{run_workers, WorkerOptions},
     Queue, Registry,
 };
-use paycore_jobs::platform::config::EngineConfig;
 use paycore_jobs::platform::db;
 use paycore_jobs::platform::devdb;
 use sqlx::{Connection, PgConnection, PgPool};

@@ -2,6 +2,7 @@
 //! operation) because the signature covers the exact raw body.
 
 use paycore_jobs::domains::webhook::{self, WebhookAck, WebhookError};
+use paycore_jobs::providers::inbox::WebhookRejection;
 use poem::{handler, http::StatusCode, web::Data, Body, IntoResponse, Request, Response};
 
 use crate::{error::ApiError, AppState};
@@ -40,10 +41,8 @@ pub async fn paystack(Data(state): Data<&AppState>, request: &Request, body: Bod
             tracing::warn!(code = rejection.code(), "webhook rejected");
             let message = rejection.to_string();
             match rejection {
-                webhook::WebhookRejection::IpNotAllowed => {
-                    ApiError::forbidden(rejection.code(), message)
-                }
-                webhook::WebhookRejection::InvalidSignature => {
+                WebhookRejection::IpNotAllowed => ApiError::forbidden(rejection.code(), message),
+                WebhookRejection::InvalidSignature => {
                     ApiError::unauthenticated(rejection.code(), message)
                 }
                 _ => ApiError::invalid(rejection.code(), message, None),

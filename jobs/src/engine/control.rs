@@ -271,7 +271,7 @@ impl ActionResult {
     /// Wakes workers and announces operations; call after the action's transaction commits.
     pub async fn after_commit(&self, pool: &PgPool) {
         super::enqueue::wake(pool, &self.queues_to_wake).await;
-        operation::announce(pool, &self.operations_changed).await;
+        operation::announce_status(pool, &self.operations_changed).await;
     }
 }
 

@@ -100,6 +100,12 @@ pub enum EnqueueError {
     Database(#[source] apalis_postgres::Error),
 }
 
+/// An enqueue failure as a `sqlx::Error`, for storage functions whose callers handle database errors only. apalis
+/// builds on its own sqlx, so its database errors are carried as text.
+pub fn enqueue_to_sqlx(error: EnqueueError) -> sqlx::Error {
+    sqlx::Error::Protocol(error.to_string())
+}
+
 /// The id of a job: a ULID as text, as apalis stores it.
 pub type JobId = String;
 

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod builtin;
+pub mod config;
 pub mod control;
 pub mod enqueue;
 pub mod fetch;
@@ -11,6 +12,6 @@ pub mod queue;
 pub mod scheduler;
 pub mod worker;
 
-pub use enqueue::{enqueue_many_tx, enqueue_tx, wake, EnqueueError, Job, NewJob};
+pub use enqueue::{enqueue_many_tx, enqueue_to_sqlx, enqueue_tx, wake, EnqueueError, Job, NewJob};
 pub use handler::{Committed, JobContext, JobError, Registry};
 pub use queue::Queue;

@@ -17,6 +17,7 @@ use futures::FutureExt;
 use sqlx::PgPool;
 use tracing::Instrument;
 
+use super::config::EngineConfig;
 use super::{
     batch::Completions,
     fetch::{JobSource, Wakes},
@@ -24,7 +25,6 @@ use super::{
     queue::Queue,
 };
 use crate::operation;
-use crate::platform::config::EngineConfig;
 
 /// What each queue's apalis worker shares.
 struct Dispatcher {
@@ -418,7 +418,7 @@ async fn record_failure(ctx: &JobContext, error: &JobError) -> Result<(), JobErr
     }
     tx.commit().await?;
     if let (JobError::Permanent { .. }, Some(operation_id)) = (error, ctx.operation_id) {
-        operation::announce(&ctx.pool, &[operation_id]).await;
+        operation::announce_status(&ctx.pool, &[operation_id]).await;
     }
     Ok(())
 }

@@ -294,10 +294,10 @@ async fn enqueue_alone_tx(
         .iter()
         .map(NewJob::new)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(crate::domains::deposit::enqueue_to_sqlx)?;
+        .map_err(crate::engine::enqueue_to_sqlx)?;
     enqueue_many_tx(conn, jobs)
         .await
-        .map_err(crate::domains::deposit::enqueue_to_sqlx)?;
+        .map_err(crate::engine::enqueue_to_sqlx)?;
     Ok(())
 }
 

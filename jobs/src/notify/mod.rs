@@ -401,7 +401,7 @@ pub async fn notify_many_tx(
                         body: body.clone(),
                         data: data.clone(),
                     })
-                    .map_err(crate::domains::deposit::enqueue_to_sqlx)?,
+                    .map_err(crate::engine::enqueue_to_sqlx)?,
                 );
             }
         }
@@ -423,7 +423,7 @@ pub async fn notify_many_tx(
     }
     // One message is an `email.send` job; more (both sides of a settlement batch) go in `email.send_many` jobs.
     if let [message] = emails.as_slice() {
-        jobs.push(NewJob::new(message).map_err(crate::domains::deposit::enqueue_to_sqlx)?);
+        jobs.push(NewJob::new(message).map_err(crate::engine::enqueue_to_sqlx)?);
     } else {
         // Moved into their jobs in chunks, not cloned.
         let mut rest = emails;
@@ -432,14 +432,14 @@ pub async fn notify_many_tx(
             let messages = std::mem::replace(&mut rest, tail);
             jobs.push(
                 NewJob::new(&email::SendEmails { messages })
-                    .map_err(crate::domains::deposit::enqueue_to_sqlx)?,
+                    .map_err(crate::engine::enqueue_to_sqlx)?,
             );
         }
     }
     if !jobs.is_empty() {
         enqueue_many_tx(tx, jobs)
             .await
-            .map_err(crate::domains::deposit::enqueue_to_sqlx)?;
+            .map_err(crate::engine::enqueue_to_sqlx)?;
     }
     Ok(ids)
 }
@@ -568,6 +568,9 @@ async fn announce(pool: &PgPool, which: Announce<'_>, wake: &[Queue]) {
 
 /// After a commit: announces these operations' status and their new notifications.
 pub async fn announce_for_operations(pool: &PgPool, operation_ids: &[Uuid]) {
+    if operation_ids.is_empty() {
+        return;
+    }
     announce(pool, Announce::Operations(operation_ids), &[Queue::Emails]).await;
 }
 

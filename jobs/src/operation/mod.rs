@@ -165,14 +165,29 @@ async fn transition_tx(
     Ok(changed)
 }
 
-/// Tells every api process that these operations changed, and announces their new notifications (call it after
-/// the transaction that changed them commits). Sent outside that transaction because a transaction that notifies
-/// commits serially; a missed announcement only delays a waiting request until its next re-read of the operation.
-pub async fn announce(pool: &PgPool, operation_ids: &[Uuid]) {
+/// Tells every api process that these operations changed status (call it after the transaction that changed them
+/// commits). Sent outside that transaction because a transaction that notifies commits serially; a missed
+/// announcement only delays a waiting request until its next re-read of the operation.
+///
+/// This says nothing of notifications: a writer that also wrote notifications announces both in one statement
+/// with `notify::announce_for_operations`. The job engine uses this one, for the operations it fails or cancels
+/// with their job, which write no notification.
+pub async fn announce_status(pool: &PgPool, operation_ids: &[Uuid]) {
     if operation_ids.is_empty() {
         return;
     }
-    crate::notify::announce_for_operations(pool, operation_ids).await;
+    let result = sqlx::query(
+        "select pg_notify($2, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
+                                                'status', status)::text)
+         from operation where operation_id = any($1)",
+    )
+    .bind(operation_ids)
+    .bind(OPERATION_CHANNEL)
+    .execute(pool)
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not announce operations");
+    }
 }
 
 /// Moves an open operation to a non-terminal waiting status (`requires_action`, `requires_approval`).

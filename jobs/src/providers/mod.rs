@@ -20,6 +20,7 @@ use crate::money::Currency;
 use crate::platform::config::ProvidersConfig;
 
 pub mod flutterwave;
+pub mod inbox;
 pub mod paystack;
 pub mod signature;
 

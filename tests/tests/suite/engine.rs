@@ -96,7 +96,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs_and_a_committed_
 async fn a_burst_larger_than_a_fetch_batch_runs_after_one_wake_up_and_an_unannounced_job_runs_on_the_poll(
 ) {
     let db = TestDb::new().await.expect("db");
-    let engine = paycore_jobs::platform::config::EngineConfig {
+    let engine = paycore_jobs::engine::config::EngineConfig {
         batch_size: 4,
         ..fast_engine()
     };
@@ -138,7 +138,7 @@ async fn a_burst_larger_than_a_fetch_batch_runs_after_one_wake_up_and_an_unannou
 #[tokio::test]
 async fn a_stopping_worker_hands_back_the_jobs_it_buffered_and_fetched_ahead() {
     let db = TestDb::new().await.expect("db");
-    let engine = paycore_jobs::platform::config::EngineConfig {
+    let engine = paycore_jobs::engine::config::EngineConfig {
         batch_size: 4,
         concurrency: [(Queue::Maintenance, 1)].into_iter().collect(),
         ..fast_engine()

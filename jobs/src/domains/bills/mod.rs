@@ -17,11 +17,12 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domains::bills::catalogue::{Biller, Package};
-use crate::domains::deposit::enqueue_to_sqlx;
 use crate::domains::wallet::spend::{self, SpendRejection};
+use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
 use crate::ledger::LedgerError;
 use crate::money::Amount;
+use crate::notify;
 use crate::operation;
 use crate::platform::config::Config;
 use crate::providers::{
@@ -398,7 +399,7 @@ pub async fn vend(
         });
     }
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[row.payment_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[row.payment_id]).await;
     Ok(())
 }
 

@@ -21,9 +21,11 @@ use uuid::Uuid;
 
 use crate::domains::wallet;
 use crate::domains::wallet::spend::post_new_tx;
-use crate::engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue};
+use crate::engine::enqueue_to_sqlx;
+use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
 use crate::ledger::{self, Flow, NewTransfer, SystemAccount};
 use crate::money::{Amount, Currency};
+use crate::notify;
 use crate::operation;
 use crate::platform::config::Config;
 use crate::providers::{ChargeStatus, DepositInit, ProviderError, ProviderName, Providers};
@@ -179,11 +181,6 @@ pub async fn create_tx(
     Ok(Ok(row))
 }
 
-pub(crate) fn enqueue_to_sqlx(error: EnqueueError) -> sqlx::Error {
-    // apalis builds on its own sqlx, so its database errors are carried as text.
-    sqlx::Error::Protocol(error.to_string())
-}
-
 pub async fn get(pool: &PgPool, deposit_id: Uuid) -> Result<Option<DepositRow>, sqlx::Error> {
     sqlx::query_as("select * from deposit where deposit_id = $1")
         .bind(deposit_id)
@@ -266,7 +263,7 @@ pub async fn initialize(
         }
     }
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[deposit.deposit_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[deposit.deposit_id]).await;
     Ok(())
 }
 
@@ -297,7 +294,7 @@ async fn mark_webhook_tx(
     outcome: &str,
 ) -> Result<(), sqlx::Error> {
     if let Some(id) = webhook_event_id {
-        crate::domains::webhook::mark_processed_tx(tx, id, outcome).await?;
+        crate::providers::inbox::mark_processed_tx(tx, id, outcome).await?;
     }
     Ok(())
 }
@@ -468,7 +465,7 @@ pub async fn verify(
     };
     mark_webhook_tx(&mut tx, job.webhook_event_id, outcome).await?;
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[deposit.deposit_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[deposit.deposit_id]).await;
     Ok(())
 }
 
@@ -536,7 +533,7 @@ pub async fn bank_transfer(
     credit_tx(&mut tx, &config, &deposit, charge.amount_minor, "success").await?;
     mark_webhook_tx(&mut tx, job.webhook_event_id, "credited").await?;
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[operation_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[operation_id]).await;
     Ok(())
 }
 

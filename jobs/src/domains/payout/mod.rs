@@ -19,11 +19,12 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::admin_audit::{self, Actor};
-use crate::domains::deposit::enqueue_to_sqlx;
 use crate::domains::wallet::spend::{self, post_new_tx, SpendRejection};
+use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
 use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
 use crate::money::{Amount, Currency};
+use crate::notify;
 use crate::operation::{self, OperationStatus};
 use crate::platform::config::Config;
 use crate::providers::{
@@ -492,7 +493,7 @@ pub async fn submit(
         enqueue_poll_tx(&mut tx, &config, row.payout_id).await?;
     }
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[row.payout_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[row.payout_id]).await;
     Ok(())
 }
 
@@ -522,10 +523,10 @@ pub async fn sync(
     let mut tx = ctx.begin_fenced().await?;
     let applied = apply_and_notify_tx(&mut tx, &config, row.payout_id, &state).await?;
     if let Some(id) = job.webhook_event_id {
-        crate::domains::webhook::mark_processed_tx(&mut tx, id, applied.as_str()).await?;
+        crate::providers::inbox::mark_processed_tx(&mut tx, id, applied.as_str()).await?;
     }
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[row.payout_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[row.payout_id]).await;
     if applied == Applied::StillPending && job.webhook_event_id.is_none() {
         // This run committed (its lease is done); a new poll is the sweep's or the next webhook's.
         let mut tx = ctx.pool.begin().await?;
@@ -542,7 +543,7 @@ async fn finish_webhook(
 ) -> Result<(), JobError> {
     let mut tx = ctx.begin_fenced().await?;
     if let Some(id) = webhook_event_id {
-        crate::domains::webhook::mark_processed_tx(&mut tx, id, outcome).await?;
+        crate::providers::inbox::mark_processed_tx(&mut tx, id, outcome).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -666,6 +667,6 @@ pub async fn decide(
     if decision == Decision::Approve {
         crate::engine::wake(pool, &[Queue::Payments]).await;
     }
-    operation::announce(pool, &[payout_id]).await;
+    notify::announce_for_operations(pool, &[payout_id]).await;
     Ok(Ok(updated))
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domains::deposit::enqueue_to_sqlx;
+use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
 use crate::providers::{ProviderError, ProviderName, Providers, SettlementRecord};
 

@@ -22,6 +22,7 @@ use super::{
     notify_settled_tx, post_moves_tx, posts, settle_one, void_failure, Settling, SETTLING_SQL,
 };
 use crate::engine::{JobContext, JobError};
+use crate::notify;
 use crate::operation;
 use crate::platform::config::Config;
 
@@ -268,6 +269,6 @@ async fn settle_open(
         .iter()
         .map(|(s, _, _)| s.transfer.transfer_id)
         .collect();
-    operation::announce(pool, &announced).await;
+    notify::announce_for_operations(pool, &announced).await;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! transfer) in one fenced transaction. A transfer that needs acceptance waits for the recipient; unanswered ones
 //! expire through the `transfers.expire` schedule.
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
@@ -16,6 +16,7 @@ use crate::domains::wallet::{self, PinCheck};
 use crate::engine::{enqueue_tx, EnqueueError, Job, JobContext, JobError, NewJob, Queue};
 use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
 use crate::money::{Amount, Currency};
+use crate::notify;
 use crate::operation;
 use crate::platform::config::MoneyConfig;
 
@@ -179,18 +180,6 @@ pub struct TransferRow {
     pub updated_at: DateTime<Utc>,
 }
 
-pub(crate) fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
-        .single()
-        .unwrap_or(now)
-}
-
-pub(crate) fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now)
-}
-
 /// Checks, holds and records a transfer in the caller's transaction. A rejection leaves no money written (the
 /// wallet's PIN counters excepted): the caller commits either way.
 pub async fn create_tx(
@@ -248,9 +237,9 @@ pub async fn create_tx(
         .checked_add(fee)
         .ok_or(LedgerError::Overflow)?;
     let now = Utc::now();
-    match wallet::exceeded_limit_tx(tx, &source, total).await? {
-        Some(wallet::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
-        Some(wallet::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
+    match wallet::limits::exceeded_limit_tx(tx, &source, total).await? {
+        Some(wallet::limits::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
+        Some(wallet::limits::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
         None => {}
     }
 
@@ -566,7 +555,7 @@ async fn settle_one(
         .await?;
     }
     tx.commit().await?;
-    operation::announce(&ctx.pool, &[row.transfer_id]).await;
+    notify::announce_for_operations(&ctx.pool, &[row.transfer_id]).await;
     Ok(())
 }
 
@@ -752,26 +741,6 @@ pub async fn expire(ctx: JobContext, _: ExpireTransfers) -> Result<(), JobError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limit_windows_start_at_utc_midnight_and_the_first_of_the_month() {
-        let now = Utc
-            .with_ymd_and_hms(2026, 11, 21, 20, 15, 3)
-            .single()
-            .expect("time");
-        assert_eq!(
-            start_of_day(now),
-            Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0)
-                .single()
-                .expect("time")
-        );
-        assert_eq!(
-            start_of_month(now),
-            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
-                .single()
-                .expect("time")
-        );
-    }
 
     #[test]
     fn every_rejection_has_a_distinct_code() {

@@ -1,6 +1,7 @@
 //! Users' wallets: registration (user, NGN wallet and welcome bonus in one transaction), wallets per currency,
 //! freezing, spending limits and the transaction PIN.
 
+pub mod limits;
 pub mod spend;
 
 use chrono::{DateTime, Utc};
@@ -455,62 +456,6 @@ pub async fn check_pin_tx(
     Ok(PinCheck::Invalid {
         attempts_left: PIN_ATTEMPTS_MAX - attempts,
     })
-}
-
-/// A spending limit a debit would exceed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpendLimit {
-    Daily,
-    Monthly,
-}
-
-/// The first of the wallet's daily and monthly limits that spending `total` more would exceed, if any (windows start
-/// at UTC midnight and on the first of the month).
-pub async fn exceeded_limit_tx(
-    tx: &mut PgConnection,
-    wallet: &WalletRow,
-    total: i64,
-) -> Result<Option<SpendLimit>, sqlx::Error> {
-    let now = Utc::now();
-    let windows = [
-        (
-            wallet.daily_limit,
-            crate::domains::transfer::start_of_day(now),
-            SpendLimit::Daily,
-        ),
-        (
-            wallet.monthly_limit,
-            crate::domains::transfer::start_of_month(now),
-            SpendLimit::Monthly,
-        ),
-    ];
-    for (limit, since, which) in windows {
-        if let Some(limit) = limit {
-            let spent = spent_since_tx(tx, wallet.account_id, since).await?;
-            if spent.saturating_add(total) > limit {
-                return Ok(Some(which));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// What the wallet has spent (moved out or holds) since `since`, in minor units: transfers, fees and holds that
-/// were not voided.
-pub async fn spent_since_tx(
-    tx: &mut PgConnection,
-    account_id: AccountId,
-    since: DateTime<Utc>,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select coalesce(sum(t.amount), 0)::bigint from ledger_transfer t
-         where t.debit_account_id = $1 and t.created_at >= $2 and t.flow in ('posted', 'pending')
-           and not exists (select 1 from ledger_transfer v where v.pending_id = t.transfer_id and v.flow = 'void_pending')",
-    )
-    .bind(account_id)
-    .bind(since)
-    .fetch_one(&mut *tx)
-    .await
 }
 
 #[cfg(test)]

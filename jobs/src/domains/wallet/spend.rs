@@ -91,9 +91,9 @@ pub async fn check_tx(
         PinCheck::Locked { .. } => return Ok(Err(R::PinLocked)),
         PinCheck::Invalid { .. } => return Ok(Err(R::InvalidPin)),
     }
-    match wallet::exceeded_limit_tx(tx, &source, total).await? {
-        Some(wallet::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
-        Some(wallet::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
+    match wallet::limits::exceeded_limit_tx(tx, &source, total).await? {
+        Some(wallet::limits::SpendLimit::Daily) => return Ok(Err(R::DailyLimitExceeded)),
+        Some(wallet::limits::SpendLimit::Monthly) => return Ok(Err(R::MonthlyLimitExceeded)),
         None => {}
     }
     Ok(Ok(source))
