@@ -13,7 +13,6 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 pub mod dashboard;
-pub mod dev;
 pub mod error;
 pub mod events;
 pub mod idempotent;

@@ -14,10 +14,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::{
-    report::{percentiles, Percentiles},
-    system::BENCH_BONUS_MINOR,
-};
+use crate::report::{percentiles, LevelResult};
+use crate::system::BENCH_BONUS_MINOR;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -89,26 +87,6 @@ pub async fn transfer(
         .send()
         .await?;
     Ok(response.status().as_u16())
-}
-
-/// What one concurrency level produced.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LevelResult {
-    pub clients: usize,
-    pub seconds: f64,
-    pub requests: u64,
-    /// Answered 200/201: settled while the client waited.
-    pub settled: u64,
-    /// Answered 202: accepted but not settled within the wait.
-    pub accepted_unsettled: u64,
-    /// Answered 4xx.
-    pub rejected: u64,
-    /// Transport errors and 5xx.
-    pub errors: u64,
-    pub throughput_per_s: f64,
-    pub latency: Percentiles,
-    /// CPU time spent per settled request, by process, while this level ran (set by the scenario).
-    pub cpu_ms_per_settled: Option<crate::system::CpuSplit>,
 }
 
 /// Runs `clients` loops of `request` for `duration`, printing progress every second.

@@ -75,7 +75,7 @@ fn client() -> anyhow::Result<reqwest::Client> {
 /// Throughput and p99 measurements of a level, against the targets.
 fn level_measurements(
     name: &str,
-    level: &http::LevelResult,
+    level: &report::LevelResult,
     tps_target: Option<&str>,
     pgbench: Option<f64>,
 ) -> Vec<Measurement> {

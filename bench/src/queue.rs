@@ -24,8 +24,6 @@ use paycore_jobs::engine::{
     worker::{run_workers, WorkerOptions},
     NewJob, Queue,
 };
-use paycore_jobs::platform::db;
-use paycore_jobs::platform::devdb;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
@@ -33,66 +31,6 @@ use crate::report::{machine, percentiles, Measurement, Options, ScenarioResult};
 
 /// Rows per insert statement when preparing a drain.
 const DRAIN_INSERT_BATCH: usize = 1_000;
-
-/// Drops the databases of earlier benchmark runs (their results are in `bench-results/`): left in place, they
-/// accumulate, and autovacuum's visits to idle databases become load on the next measurement.
-async fn drop_earlier_runs(url: &str, current: &str) -> anyhow::Result<()> {
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
-    let earlier: Vec<String> = sqlx::query_scalar(
-        "select datname from pg_database where datname like 'paycore_bench_%' and datname <> $1",
-    )
-    .bind(current)
-    .fetch_all(&mut conn)
-    .await?;
-    for name in earlier {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "drop database if exists \"{name}\" with (force)"
-        )))
-        .execute(&mut conn)
-        .await?;
-    }
-    // The test suite keeps its databases for an hour (for a look at a failure). Autovacuum visits every one of
-    // them, so a run right after the tests measures less: say so rather than drop what someone may be reading.
-    let tests: i64 =
-        sqlx::query_scalar("select count(*) from pg_database where datname like 'paycore_test_%'")
-            .fetch_one(&mut conn)
-            .await?;
-    if tests > 10 {
-        eprintln!(
-            "warning: {tests} test databases on this server; autovacuum's visits to them slow this run \
-             (they are dropped an hour after the tests made them)"
-        );
-    }
-    Ok(())
-}
-
-pub async fn fresh_database() -> anyhow::Result<(PgPool, String)> {
-    let name = format!(
-        "paycore_bench_{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S")
-    );
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) => {
-            let (base, _) = url
-                .rsplit_once('/')
-                .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
-            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
-                .execute(&mut admin)
-                .await?;
-            format!("{base}/{name}")
-        }
-        Err(_) => {
-            let local = tokio::task::spawn_blocking(devdb::ensure_local_postgres).await??;
-            devdb::create_database_if_missing(&local, &name).await?;
-            local.url(&name)
-        }
-    };
-    drop_earlier_runs(&url, &name).await?;
-    let pool = db::connect(&url, 40).await?;
-    db::migrate(&pool).await?;
-    Ok((pool, url))
-}
 
 struct Workers {
     stop: oneshot::Sender<()>,
@@ -128,7 +66,7 @@ pub async fn run(options: &Options) -> anyhow::Result<ScenarioResult> {
     let jobs = options.number("jobs", 10_000)? as usize;
     let pickups = options.number("pickups", 200)? as usize;
     let seconds = options.number("seconds", 5)?;
-    let (pool, _) = fresh_database().await?;
+    let (pool, _) = crate::system::fresh_database().await?;
     // The worker configuration of the HTTP scenarios (`system.rs`: payments=64, batch 100), on every queue.
     let concurrency = options.number("concurrency", 64)? as usize;
     let engine = EngineConfig {

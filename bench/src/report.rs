@@ -99,7 +99,7 @@ pub struct ScenarioResult {
     pub measurements: Vec<Measurement>,
     pub correctness: Vec<String>,
     /// HTTP scenarios: one row per concurrency level.
-    pub levels: Vec<crate::http::LevelResult>,
+    pub levels: Vec<LevelResult>,
     /// `pgbench -N` transactions per second on the same server in the same run.
     pub pgbench_tps: Option<f64>,
     /// Peak resident memory of the api and worker processes, in MiB.
@@ -262,4 +262,24 @@ pub fn svg_chart(result: &ScenarioResult) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// What one concurrency level produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LevelResult {
+    pub clients: usize,
+    pub seconds: f64,
+    pub requests: u64,
+    /// Answered 200/201: settled while the client waited.
+    pub settled: u64,
+    /// Answered 202: accepted but not settled within the wait.
+    pub accepted_unsettled: u64,
+    /// Answered 4xx.
+    pub rejected: u64,
+    /// Transport errors and 5xx.
+    pub errors: u64,
+    pub throughput_per_s: f64,
+    pub latency: Percentiles,
+    /// CPU time spent per settled request, by process, while this level ran (set by the scenario).
+    pub cpu_ms_per_settled: Option<crate::system::CpuSplit>,
 }

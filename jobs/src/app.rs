@@ -46,7 +46,7 @@ pub fn registry(config: &Config) -> Arc<Registry> {
             Arc::clone(&config),
         ));
         registry.register::<crate::domains::transfer::SettleTransfer, _, _>(move |ctx, job| {
-            crate::domains::transfer::settle(ctx, job, Arc::clone(&batcher))
+            crate::domains::transfer::batch::settle(ctx, job, Arc::clone(&batcher))
         });
     }
     with_config!(crate::notify::PruneNotifications, crate::notify::prune_job);

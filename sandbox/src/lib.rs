@@ -22,7 +22,8 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use paycore_jobs::domains::bills::catalogue::{self, Category};
 use paycore_jobs::money::Currency;
-use paycore_jobs::providers::{major_to_minor, minor_to_major_string, signature::hmac_sha512_hex};
+use paycore_jobs::providers::http::{major_to_minor, minor_to_major_string};
+use paycore_jobs::providers::signature::hmac_sha512_hex;
 use poem::{
     handler,
     http::StatusCode,

@@ -25,6 +25,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 
 pub mod app;
+pub mod module_graph;
 
 /// A no-op probe job that succeeds at once; tests adjust its fields for sleeps and failures.
 pub fn probe(key: &str) -> paycore_jobs::engine::builtin::Probe {

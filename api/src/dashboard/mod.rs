@@ -23,11 +23,13 @@ use serde_json::json;
 
 use crate::{routes::admin_jobs, AppState};
 
+mod admin;
 mod render;
 mod session;
 
+use admin::AdminSession;
 use render::{message_page, page, redirect};
-use session::{require_admin, require_writer, AdminSession};
+use session::{require_admin, require_writer};
 
 type Params = HashMap<String, String>;
 

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use poem::{http::StatusCode, IntoResponse, Response};
 
-use super::session::AdminSession;
+use super::admin::AdminSession;
 
 /// The templates are compiled into the binary so the dashboard always matches the code serving it.
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {

@@ -7,28 +7,13 @@ use poem::{http::StatusCode, Request, Response};
 use subtle_compare::constant_time_eq;
 use uuid::Uuid;
 
+use super::admin::AdminSession;
 use super::render::{message_page, redirect};
 use crate::AppState;
 
 pub const COOKIE_NAME: &str = "paycore_admin";
 /// Dashboard sign-ins last a working day.
 const COOKIE_MAX_AGE_S: u64 = 12 * 3600;
-
-/// A signed-in admin.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AdminSession {
-    #[serde(skip)]
-    pub user_id: Uuid,
-    #[serde(skip)]
-    pub session_id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub readonly: bool,
-    #[serde(skip)]
-    pub csrf: String,
-    #[serde(skip)]
-    pub ip: Option<String>,
-}
 
 impl AdminSession {
     pub fn actor(&self) -> paycore_jobs::admin_audit::Actor {

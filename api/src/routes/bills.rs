@@ -58,7 +58,7 @@ pub struct BillerBody {
 }
 
 fn naira(minor: i64) -> String {
-    paycore_jobs::providers::minor_to_major_string(minor, paycore_jobs::money::Currency::Ngn)
+    paycore_jobs::providers::http::minor_to_major_string(minor, paycore_jobs::money::Currency::Ngn)
         .trim_end_matches(".00")
         .to_owned()
 }

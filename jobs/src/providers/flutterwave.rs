@@ -9,10 +9,12 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    classify_status, major_to_minor, minor_to_major_string, paystack::urlencode, transport_error,
+use super::capability::{
     BillCustomer, BillItem, BillsProvider, ProviderError, ProviderName, ProviderResult,
     SettlementRecord, VendInstruction, VendState, VendStatus,
+};
+use super::http::{
+    classify_status, major_to_minor, minor_to_major_string, transport_error, urlencode,
 };
 use crate::money::Currency;
 

@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    classify_status, transport_error, Bank, Charge, ChargeStatus, DepositInit, DepositSession,
-    PaymentGateway, PayoutInstruction, PayoutProvider, PayoutState, PayoutStatus, ProviderError,
-    ProviderName, ProviderResult, SettlementRecord,
+use super::capability::{
+    Bank, Charge, ChargeStatus, DepositInit, DepositSession, PaymentGateway, PayoutInstruction,
+    PayoutProvider, PayoutState, PayoutStatus, ProviderError, ProviderName, ProviderResult,
+    SettlementRecord,
 };
+use super::http::{classify_status, transport_error, urlencode};
 use crate::money::Currency;
 
 /// Pages fetched at most for one reconciliation list (100 records a page).
@@ -365,17 +366,4 @@ impl PayoutProvider for Paystack {
                 .collect())
         })
     }
-}
-
-/// Percent-encodes a path segment (references are our UUIDs, but a provider's may contain anything).
-pub(crate) fn urlencode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -6,7 +6,9 @@ mod api_basics;
 mod dashboard;
 mod engine;
 mod ledger;
+mod module_graph;
 mod money;
+
 mod money_rules;
 mod notifications;
 mod processes;

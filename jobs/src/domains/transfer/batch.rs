@@ -18,9 +18,10 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{
+use super::settle::{
     notify_settled_tx, post_moves_tx, posts, settle_one, void_failure, Settling, SETTLING_SQL,
 };
+use super::types::SettleTransfer;
 use crate::engine::{JobContext, JobError};
 use crate::notify;
 use crate::operation;
@@ -271,4 +272,13 @@ async fn settle_open(
         .collect();
     notify::announce_for_operations(pool, &announced).await;
     Ok(())
+}
+
+/// The `transfer.settle` handler: settlements run in batches (see [`SettleBatcher`]).
+pub async fn settle(
+    ctx: JobContext,
+    job: SettleTransfer,
+    batcher: std::sync::Arc<SettleBatcher>,
+) -> Result<(), JobError> {
+    batcher.settle(ctx, job.transfer_id).await
 }

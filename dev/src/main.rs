@@ -1,5 +1,7 @@
-//! The development command: api, workers on every queue and the scheduler in one process, against the local
-//! PostgreSQL that is provisioned when `DATABASE_URL` is unset.
+//! `paycore-dev`: the whole system in one process for development — api, workers on every queue, the scheduler
+//! and the sandbox providers — against the local PostgreSQL that is provisioned when `DATABASE_URL` is unset.
+//!
+//! It is its own crate so that the sandbox is linked into this binary only, never into the production ones.
 
 use paycore_jobs::app;
 use paycore_jobs::engine::{
@@ -10,9 +12,10 @@ use paycore_jobs::engine::{
 use paycore_jobs::platform::config::Config;
 use tokio::sync::watch;
 
-use crate::AppState;
+use paycore_api::AppState;
 
-pub async fn dev_main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
     paycore_jobs::platform::telemetry::init(config.log_format);
     let pool = app::connect_and_migrate(&config).await?;
@@ -80,7 +83,7 @@ pub async fn dev_main() -> anyhow::Result<()> {
         config.engine.scheduler_poll,
         stopped(),
     ));
-    let api = crate::serve(AppState::new(pool, config), stopped());
+    let api = paycore_api::serve(AppState::new(pool, config), stopped());
     let (api, workers, scheduler) = tokio::join!(api, workers, scheduler);
     api?;
     workers??;
