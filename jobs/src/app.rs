@@ -54,15 +54,19 @@ pub fn registry(config: &Config) -> Arc<Registry> {
         let mailer = Arc::new(crate::notify::email::Mailer::from_config(
             &config.notifications,
         ));
+        let key = Arc::new(crate::notify::sealed::SealKey::from_config(&config));
         let completions = Arc::new(crate::engine::batch::Completions::default());
         {
-            let (mailer, completions) = (Arc::clone(&mailer), Arc::clone(&completions));
+            let (mailer, key, completions) =
+                (Arc::clone(&mailer), Arc::clone(&key), Arc::clone(&completions));
             registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
-                crate::notify::email::send(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
+                let (mailer, key) = (Arc::clone(&mailer), Arc::clone(&key));
+                crate::notify::email::send(ctx, job, mailer, key, Arc::clone(&completions))
             });
         }
         registry.register::<crate::notify::email::SendEmails, _, _>(move |ctx, job| {
-            crate::notify::email::send_many(ctx, job, Arc::clone(&mailer), Arc::clone(&completions))
+            let (mailer, key) = (Arc::clone(&mailer), Arc::clone(&key));
+            crate::notify::email::send_many(ctx, job, mailer, key, Arc::clone(&completions))
         });
         let fcm = config
             .notifications

@@ -2,6 +2,9 @@
 //! blocks over `base.html`) and sent over SMTP with `lettre` (rustls), or, without SMTP configured, delivered to
 //! the development mailbox (`dev_mailbox`) that admins read in the admin API.
 //!
+//! A one-time code arrives sealed (`notify::sealed`): it is opened only to render a message for SMTP. The
+//! development mailbox stores its messages rendered with the code hidden, and the sealed code beside them.
+//!
 //! SMTP failures are classified by their reply: 4xx and connection problems are transient (retried with the
 //! `emails` queue's backoff), 5xx (the mailbox does not exist, the message is refused) are permanent.
 
@@ -15,6 +18,7 @@ use lettre::{
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use super::sealed::{self, SealKey};
 use crate::engine::{
     batch::{Completions, Effect},
     enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue,
@@ -167,15 +171,27 @@ impl Mailer {
     }
 }
 
+/// Renders `message` for where it goes: over SMTP with its sealed code opened, into the development mailbox with
+/// the code hidden (admins read that mailbox).
+fn render_for(mailer: &Mailer, key: &SealKey, message: &SendEmail) -> Result<Rendered, JobError> {
+    let context = match mailer {
+        Mailer::Smtp { .. } => sealed::reveal(key, &message.context)
+            .map_err(|e| JobError::permanent("sealed_secret_invalid", e.to_string()))?,
+        Mailer::DevMailbox => sealed::hide(&message.context).0,
+    };
+    render(&message.template, &context)
+        .map_err(|e| JobError::permanent("template_error", e.to_string()))
+}
+
 /// The `email.send` handler.
 pub async fn send(
     ctx: JobContext,
     job: SendEmail,
     mailer: Arc<Mailer>,
+    key: Arc<SealKey>,
     completions: Arc<Completions>,
 ) -> Result<(), JobError> {
-    let rendered = render(&job.template, &job.context)
-        .map_err(|e| JobError::permanent("template_error", e.to_string()))?;
+    let rendered = render_for(&mailer, &key, &job)?;
     match mailer.as_ref() {
         Mailer::DevMailbox => {
             let effect = dev_mailbox_effect(vec![(job, rendered)], Vec::new());
@@ -195,12 +211,13 @@ pub async fn send_many(
     ctx: JobContext,
     job: SendEmails,
     mailer: Arc<Mailer>,
+    key: Arc<SealKey>,
     completions: Arc<Completions>,
 ) -> Result<(), JobError> {
     let mut rendered = Vec::with_capacity(job.messages.len());
     let mut failed = Vec::new();
     for message in job.messages {
-        match render(&message.template, &message.context) {
+        match render_for(&mailer, &key, &message) {
             Ok(output) => rendered.push((message, output)),
             Err(error) => {
                 tracing::warn!(%error, template = %message.template, "an e-mail does not render; sending it alone");
@@ -312,15 +329,25 @@ fn dev_mailbox_effect(delivered: Vec<(SendEmail, Rendered)>, failed: Vec<SendEma
             let column = |f: fn(&(SendEmail, Rendered)) -> &str| {
                 delivered.iter().map(f).collect::<Vec<&str>>()
             };
+            // The bodies were rendered with the code hidden; the sealed code is kept for development's reveal.
+            let codes_sealed: Vec<Option<&str>> = delivered
+                .iter()
+                .map(|(m, _)| {
+                    m.context
+                        .get(sealed::SEALED_CODE_FIELD)
+                        .and_then(serde_json::Value::as_str)
+                })
+                .collect();
             sqlx::query(
-                "insert into dev_mailbox (to_address, subject, text_body, html_body, template)
-                 select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
+                "insert into dev_mailbox (to_address, subject, text_body, html_body, template, code_sealed)
+                 select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
             )
             .bind(column(|(m, _)| &m.to))
             .bind(column(|(_, r)| &r.subject))
             .bind(column(|(_, r)| &r.text))
             .bind(column(|(_, r)| &r.html))
             .bind(column(|(m, _)| &m.template))
+            .bind(codes_sealed)
             .execute(&mut *conn)
             .await?;
             enqueue_alone_tx(conn, &failed).await
@@ -339,20 +366,42 @@ pub struct DevMessage {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The columns of [`DevMessage`]: never `code_sealed`, which only the development reveal reads.
+const DEV_MESSAGE_COLUMNS: &str =
+    "message_id, to_address, subject, text_body, html_body, template, created_at";
+
 /// The development mailbox, newest first, optionally for one address.
 pub async fn dev_mailbox(
     pool: &PgPool,
     to: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DevMessage>, sqlx::Error> {
-    sqlx::query_as(
-        "select * from dev_mailbox where ($1::text is null or lower(to_address) = lower($1))
-         order by message_id desc limit $2",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {DEV_MESSAGE_COLUMNS} from dev_mailbox
+         where ($1::text is null or lower(to_address) = lower($1))
+         order by message_id desc limit $2"
+    )))
     .bind(to)
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The code of development-mailbox message `message_id`, opened: `None` when there is no such message or it
+/// carries no code. Only the development-only route calls this (see docs/notifications.md).
+pub async fn dev_mailbox_code(
+    pool: &PgPool,
+    key: &SealKey,
+    message_id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let sealed: Option<Option<String>> =
+        sqlx::query_scalar("select code_sealed from dev_mailbox where message_id = $1")
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(sealed
+        .flatten()
+        .and_then(|sealed| sealed::open(key, &sealed).ok()))
 }
 
 #[cfg(test)]

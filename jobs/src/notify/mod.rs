@@ -8,6 +8,7 @@
 
 pub mod email;
 pub mod push;
+pub mod sealed;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,16 +55,17 @@ pub fn format_money(minor: i64, currency: &str) -> String {
 /// Something that happened that a user should hear about.
 #[derive(Debug, Clone)]
 pub enum Event {
+    // Codes are sealed before they reach an event: the event becomes job arguments, which admins can read.
     EmailVerification {
-        code: String,
+        code: sealed::SealedSecret,
         minutes: i64,
     },
     LoginCode {
-        code: String,
+        code: sealed::SealedSecret,
         minutes: i64,
     },
     PasswordReset {
-        code: String,
+        code: sealed::SealedSecret,
         minutes: i64,
     },
     NewDevice {
@@ -169,7 +171,9 @@ impl Event {
         match self {
             Event::EmailVerification { code, minutes }
             | Event::LoginCode { code, minutes }
-            | Event::PasswordReset { code, minutes } => json!({"code": code, "minutes": minutes}),
+            | Event::PasswordReset { code, minutes } => {
+                json!({sealed::SEALED_CODE_FIELD: code.as_str(), "minutes": minutes})
+            }
             Event::NewDevice { ip, user_agent, at } => {
                 json!({"ip": ip, "user_agent": user_agent, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
             }

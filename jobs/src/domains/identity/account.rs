@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domains::identity::auth::{self, AuthError, Role, TokenKeys, TokenPair};
 use crate::domains::identity::otp::{self, Check, IssueRefusal, Purpose};
-use crate::notify::{self, Event};
+use crate::notify::{self, sealed, Event};
 use crate::platform::config::Config;
 
 /// How a sign-in went.
@@ -54,7 +54,7 @@ async fn send_code_tx(
     config: &Config,
     user_id: Uuid,
     purpose: Purpose,
-    event: fn(String, i64) -> Event,
+    event: fn(sealed::SealedSecret, i64) -> Event,
 ) -> Result<Result<Uuid, IssueRefusal>, sqlx::Error> {
     let (otp_id, code) = match otp::issue_tx(tx, config, user_id, purpose).await? {
         Ok(issued) => issued,
@@ -64,15 +64,15 @@ async fn send_code_tx(
     Ok(Ok(otp_id))
 }
 
-fn verification(code: String, minutes: i64) -> Event {
+fn verification(code: sealed::SealedSecret, minutes: i64) -> Event {
     Event::EmailVerification { code, minutes }
 }
 
-fn login_code(code: String, minutes: i64) -> Event {
+fn login_code(code: sealed::SealedSecret, minutes: i64) -> Event {
     Event::LoginCode { code, minutes }
 }
 
-fn password_reset(code: String, minutes: i64) -> Event {
+fn password_reset(code: sealed::SealedSecret, minutes: i64) -> Event {
     Event::PasswordReset { code, minutes }
 }
 

@@ -3,13 +3,14 @@
 //! Codes are six random digits, stored only as an HMAC (keyed with the server secret, so a leaked table cannot be
 //! brute-forced offline), used at most once, expire after `OTP_TTL_SECONDS` (15 minutes), and lock after five
 //! wrong tries. A new code supersedes the older ones of its purpose; asking again is throttled
-//! (`OTP_RESEND_INTERVAL_SECONDS`, and at most five codes an hour).
+//! (`OTP_RESEND_INTERVAL_SECONDS`, and at most five codes an hour). The clear code is handed out only sealed.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::notify::sealed::{SealKey, SealedSecret};
 use crate::platform::config::Config;
 use crate::providers::signature::hmac_sha256_hex;
 
@@ -54,13 +55,14 @@ fn hash(secret: &str, otp_id: Uuid, code: &str) -> String {
     hmac_sha256_hex(secret, format!("{otp_id}:{code}").as_bytes())
 }
 
-/// Issues a new code in the caller's transaction: `(otp_id, code)` to send, or why not now.
+/// Issues a new code in the caller's transaction: `(otp_id, code)` to send, or why not now. The code comes back
+/// sealed: in clear it exists only here and in the mailer, never in a job's arguments (see `notify::sealed`).
 pub async fn issue_tx(
     tx: &mut PgConnection,
     config: &Config,
     user_id: Uuid,
     purpose: Purpose,
-) -> Result<Result<(Uuid, String), IssueRefusal>, sqlx::Error> {
+) -> Result<Result<(Uuid, SealedSecret), IssueRefusal>, sqlx::Error> {
     // Serialise issuing per user, so the throttle cannot be raced.
     sqlx::query("select 1 from app_user where user_id = $1 for update")
         .bind(user_id)
@@ -110,7 +112,10 @@ pub async fn issue_tx(
     .bind(Utc::now() + ttl)
     .execute(&mut *tx)
     .await?;
-    Ok(Ok((otp_id, code)))
+    Ok(Ok((
+        otp_id,
+        SealedSecret::seal(&SealKey::from_config(config), &code),
+    )))
 }
 
 /// Minutes a code lives, for the e-mail.
