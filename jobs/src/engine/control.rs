@@ -56,6 +56,46 @@ impl JobState {
 /// The SQL expression of a job's state over `apalis.jobs` aliased `j`.
 const STATE_SQL: &str = "job_state(j.status, j.attempts, j.max_attempts, j.run_at, j.last_result)";
 
+/// Argument fields that hold secrets, at any depth: listings and details show them as [`REDACTED`] and the
+/// argument search does not look into them. One-time codes travel sealed (`notify::sealed`), so this hides their
+/// ciphertext, and the clear codes of e-mail jobs enqueued before codes were sealed.
+pub const SECRET_ARG_FIELDS: [&str; 2] = ["code", "code_sealed"];
+/// What a secret argument shows instead of its value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Replaces the value of every [`SECRET_ARG_FIELDS`] field in `args`, at any depth, with [`REDACTED`].
+pub fn redact_args(args: &mut serde_json::Value) {
+    match args {
+        serde_json::Value::Object(fields) => {
+            for (name, value) in fields.iter_mut() {
+                if SECRET_ARG_FIELDS.contains(&name.as_str()) {
+                    *value = serde_json::Value::String(REDACTED.to_owned());
+                } else {
+                    redact_args(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_args),
+        _ => {}
+    }
+}
+
+/// The argument search's regular expression over a job's JSON text: a secret field and its value (a JSON string
+/// or a bare scalar), replaced by `"<field>":"[redacted]"` before the search looks.
+fn secret_fields_pattern() -> String {
+    format!(
+        r#""({})":("(?:[^"\\]|\\.)*"|[^,}}\]]*)"#,
+        SECRET_ARG_FIELDS.join("|")
+    )
+}
+
+fn redact_summary(mut job: JobSummary) -> JobSummary {
+    if let Some(args) = job.args.as_mut() {
+        redact_args(args);
+    }
+    job
+}
+
 /// Which jobs a listing or an action applies to. Empty fields match everything.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -114,8 +154,14 @@ impl JobFilter {
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
+            // The search reads the job's text with its secret fields blanked, so no one can find a job, or test a
+            // guess, by a secret's value.
             builder
-                .push(" and convert_from(j.job, 'UTF8') ilike ")
+                .push(" and regexp_replace(convert_from(j.job, 'UTF8'), ")
+                .push_bind(secret_fields_pattern())
+                .push(", ")
+                .push_bind(format!(r#""\1":"{REDACTED}""#))
+                .push(", 'g') ilike ")
                 .push_bind(format!("%{escaped}%"));
         }
         if let Some(after) = self.run_after {
@@ -152,7 +198,7 @@ const SUMMARY_COLUMNS: &str = "j.id, j.job_type as queue,
     j.lock_at, j.done_at, j.last_result";
 
 /// Lists jobs matching `filter`, newest first (ids are ULIDs, so id order is creation order), after the
-/// `starting_after` cursor.
+/// `starting_after` cursor. Secret arguments are redacted.
 pub async fn list_jobs(
     pool: &PgPool,
     filter: &JobFilter,
@@ -167,7 +213,8 @@ pub async fn list_jobs(
     builder
         .push(" order by j.id desc limit ")
         .push_bind(limit.clamp(1, LIST_PAGE_MAX));
-    builder.build_query_as().fetch_all(pool).await
+    let jobs: Vec<JobSummary> = builder.build_query_as().fetch_all(pool).await?;
+    Ok(jobs.into_iter().map(redact_summary).collect())
 }
 
 pub async fn count_jobs(pool: &PgPool, filter: &JobFilter) -> Result<i64, sqlx::Error> {
@@ -176,13 +223,15 @@ pub async fn count_jobs(pool: &PgPool, filter: &JobFilter) -> Result<i64, sqlx::
     builder.build_query_scalar().fetch_one(pool).await
 }
 
+/// One job, with its secret arguments redacted.
 pub async fn get_job(pool: &PgPool, id: &str) -> Result<Option<JobSummary>, sqlx::Error> {
-    sqlx::query_as(AssertSqlSafe(format!(
+    let job: Option<JobSummary> = sqlx::query_as(AssertSqlSafe(format!(
         "select {SUMMARY_COLUMNS} from apalis.jobs j where j.id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(job.map(redact_summary))
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -527,4 +576,27 @@ pub async fn job_events(
         .bind(id)
         .fetch_all(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_arguments_are_redacted_at_any_depth_and_nothing_else_is() {
+        let mut args = serde_json::json!({
+            "to": "ada@example.com",
+            "context": {"code_sealed": "v1.abc", "minutes": 15},
+            "messages": [{"context": {"code": "123456", "name": "Ada"}}],
+        });
+        redact_args(&mut args);
+        assert_eq!(
+            args,
+            serde_json::json!({
+                "to": "ada@example.com",
+                "context": {"code_sealed": REDACTED, "minutes": 15},
+                "messages": [{"context": {"code": REDACTED, "name": "Ada"}}],
+            })
+        );
+    }
 }
