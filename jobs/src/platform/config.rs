@@ -1,7 +1,9 @@
 //! Typed configuration, read once from the environment at start-up (12-factor).
 //!
 //! Every variable has a safe development default, except that `PAYCORE_ENV=production` refuses to start
-//! without real secrets and an explicit database. Secrets are never printed: `Debug` redacts them.
+//! without real secrets, an explicit database and an SMTP server (unless told, by
+//! `ALLOW_DEV_MAILBOX_IN_PRODUCTION=true`, to keep mail in the development mailbox). Secrets are never printed:
+//! `Debug` redacts them.
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
@@ -42,6 +44,11 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
     #[error("{name} must be set when PAYCORE_ENV=production")]
     RequiredInProduction { name: &'static str },
+    #[error(
+        "SMTP_HOST must be set when PAYCORE_ENV=production: without it mail (password resets, sign-in codes) never \
+         leaves the development mailbox. Set ALLOW_DEV_MAILBOX_IN_PRODUCTION=true to run without SMTP on purpose."
+    )]
+    SmtpRequiredInProduction,
 }
 
 /// Settings shared by every process.
@@ -64,7 +71,8 @@ pub struct Config {
 /// E-mail, push and in-app notification settings.
 #[derive(Debug, Clone)]
 pub struct NotificationsConfig {
-    /// `None`: mail goes to the development mailbox (`dev_mailbox`), readable by admins.
+    /// `None`: mail goes to the development mailbox (`dev_mailbox`), readable by admins with codes hidden. In
+    /// production only with `ALLOW_DEV_MAILBOX_IN_PRODUCTION=true`.
     pub smtp: Option<SmtpConfig>,
     /// The sender of every e-mail.
     pub mail_from: String,
@@ -350,9 +358,41 @@ impl Config {
             engine,
             money,
             providers: providers_config(env, production)?,
-            notifications: notifications_config(env)?,
+            notifications: notifications_in(env, production)?,
         })
     }
+}
+
+/// The notification settings, with production's rules: an SMTP server unless the development mailbox is chosen
+/// explicitly, and no setting that would make the mailer fall back to that mailbox silently.
+fn notifications_in(env: &Env<'_>, production: bool) -> Result<NotificationsConfig, ConfigError> {
+    let notifications = notifications_config(env)?;
+    if !production {
+        return Ok(notifications);
+    }
+    match &notifications.smtp {
+        None if env.parse("ALLOW_DEV_MAILBOX_IN_PRODUCTION", false)? => {}
+        None => return Err(ConfigError::SmtpRequiredInProduction),
+        Some(smtp) => {
+            if let Err(error) = notifications.mail_from.parse::<lettre::message::Mailbox>() {
+                return Err(ConfigError::Invalid {
+                    name: "MAIL_FROM",
+                    reason: error.to_string(),
+                });
+            }
+            if smtp.tls != SmtpTls::None {
+                if let Err(error) =
+                    lettre::transport::smtp::client::TlsParameters::new(smtp.host.clone())
+                {
+                    return Err(ConfigError::Invalid {
+                        name: "SMTP_HOST",
+                        reason: format!("no TLS connection can be made to it: {error}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(notifications)
 }
 
 fn notifications_config(env: &Env<'_>) -> Result<NotificationsConfig, ConfigError> {
@@ -575,6 +615,47 @@ mod tests {
                 name: "DATABASE_URL"
             }
         );
+    }
+
+    /// Everything production needs but mail.
+    const PRODUCTION: [(&str, &str); 5] = [
+        ("PAYCORE_ENV", "production"),
+        ("DATABASE_URL", "postgres://x"),
+        ("JWT_SECRET", "a-production-secret-of-forty-characters!"),
+        ("PAYSTACK_SECRET_KEY", "sk_live_x"),
+        ("FLUTTERWAVE_SECRET_KEY", "FLWSECK-x"),
+    ];
+
+    fn production_with(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut pairs = PRODUCTION.to_vec();
+        pairs.extend_from_slice(&[
+            ("PAYSTACK_BASE_URL", "https://api.paystack.co"),
+            ("FLUTTERWAVE_BASE_URL", "https://api.flutterwave.com/v3"),
+        ]);
+        pairs.extend_from_slice(extra);
+        config_from(&pairs)
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_smtp_unless_the_dev_mailbox_is_chosen_explicitly() {
+        assert_eq!(
+            production_with(&[]).unwrap_err(),
+            ConfigError::SmtpRequiredInProduction
+        );
+        assert!(production_with(&[("ALLOW_DEV_MAILBOX_IN_PRODUCTION", "yes")]).is_err());
+        let opted_in = production_with(&[("ALLOW_DEV_MAILBOX_IN_PRODUCTION", "true")])
+            .expect("the explicit opt-in starts");
+        assert!(opted_in.notifications.smtp.is_none());
+        let smtp = production_with(&[("SMTP_HOST", "smtp.example.com")]).expect("with SMTP");
+        assert!(smtp.notifications.smtp.is_some());
+        assert_eq!(
+            production_with(&[("SMTP_HOST", "smtp.example.com"), ("MAIL_FROM", "not an address")])
+                .map(|_| ())
+                .map_err(|error| matches!(error, ConfigError::Invalid { name: "MAIL_FROM", .. })),
+            Err(true),
+            "a bad sender would make the mailer fall back to the development mailbox"
+        );
+        assert!(config_from(&[]).expect("development").notifications.smtp.is_none());
     }
 
     #[test]
