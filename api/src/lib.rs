@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 pub mod dashboard;
+pub mod dev_mailbox;
 pub mod error;
 pub mod events;
 pub mod idempotent;
@@ -127,7 +128,12 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let metrics = Arc::clone(&state.metrics);
-    Route::new()
+    let mut route = Route::new();
+    // Development only: production never serves a route that reveals a one-time code.
+    if state.config.environment == paycore_jobs::config::Environment::Development {
+        route = route.at(dev_mailbox::MAILBOX_CODE_PATH, poem::get(dev_mailbox::mailbox_code));
+    }
+    route
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/admin", dashboard::routes())
