@@ -11,5 +11,6 @@ mod money;
 
 mod money_rules;
 mod notifications;
+mod otp_secrets;
 mod processes;
 mod providers;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// An app whose mail goes over SMTP to a fresh sink; `extra` settings are added.
-async fn app_with_smtp(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
+pub(crate) async fn app_with_smtp(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
     let (sink, port) = SmtpSink::start().await.expect("smtp sink");
     let port = port.to_string();
     let mut settings: Vec<(&str, &str)> = vec![
@@ -31,7 +31,7 @@ async fn app_with_smtp(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
 }
 
 /// Waits for the `n`th message (1-based) to `address` whose subject contains `subject`.
-async fn mail(
+pub(crate) async fn mail(
     sink: &SmtpSink,
     address: &str,
     subject: &str,
@@ -50,7 +50,7 @@ async fn mail(
 }
 
 /// The six-digit code in a message's plain text ("… code is 123456.").
-fn code_in(text: &str) -> String {
+pub(crate) fn code_in(text: &str) -> String {
     text.match_indices("code is ")
         .map(|(at, marker)| &text[at + marker.len()..])
         .find_map(|rest| {
