@@ -57,8 +57,11 @@ pub fn registry(config: &Config) -> Arc<Registry> {
         let key = Arc::new(crate::notify::sealed::SealKey::from_config(&config));
         let completions = Arc::new(crate::engine::batch::Completions::default());
         {
-            let (mailer, key, completions) =
-                (Arc::clone(&mailer), Arc::clone(&key), Arc::clone(&completions));
+            let (mailer, key, completions) = (
+                Arc::clone(&mailer),
+                Arc::clone(&key),
+                Arc::clone(&completions),
+            );
             registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
                 let (mailer, key) = (Arc::clone(&mailer), Arc::clone(&key));
                 crate::notify::email::send(ctx, job, mailer, key, Arc::clone(&completions))

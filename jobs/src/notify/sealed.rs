@@ -127,10 +127,7 @@ pub fn open(key: &SealKey, sealed: &str) -> Result<String, SealError> {
 }
 
 /// The context to render for sending: the sealed code opened into `code`. A context without one is unchanged.
-pub fn reveal(
-    key: &SealKey,
-    context: &serde_json::Value,
-) -> Result<serde_json::Value, SealError> {
+pub fn reveal(key: &SealKey, context: &serde_json::Value) -> Result<serde_json::Value, SealError> {
     let Some(sealed) = context.get(SEALED_CODE_FIELD) else {
         return Ok(context.clone());
     };

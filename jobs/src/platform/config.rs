@@ -649,13 +649,26 @@ mod tests {
         let smtp = production_with(&[("SMTP_HOST", "smtp.example.com")]).expect("with SMTP");
         assert!(smtp.notifications.smtp.is_some());
         assert_eq!(
-            production_with(&[("SMTP_HOST", "smtp.example.com"), ("MAIL_FROM", "not an address")])
-                .map(|_| ())
-                .map_err(|error| matches!(error, ConfigError::Invalid { name: "MAIL_FROM", .. })),
+            production_with(&[
+                ("SMTP_HOST", "smtp.example.com"),
+                ("MAIL_FROM", "not an address")
+            ])
+            .map(|_| ())
+            .map_err(|error| matches!(
+                error,
+                ConfigError::Invalid {
+                    name: "MAIL_FROM",
+                    ..
+                }
+            )),
             Err(true),
             "a bad sender would make the mailer fall back to the development mailbox"
         );
-        assert!(config_from(&[]).expect("development").notifications.smtp.is_none());
+        assert!(config_from(&[])
+            .expect("development")
+            .notifications
+            .smtp
+            .is_none());
     }
 
     #[test]

@@ -40,9 +40,16 @@ fn assert_hidden(what: &str, text: &str, codes: &[(&str, String)]) {
 }
 
 /// A verification, a two-step sign-in and a password reset code, as the recipient read them from the SMTP sink.
-async fn three_codes(app: &TestApp, sink: &paycore_sandbox::smtp::SmtpSink) -> Vec<(&'static str, String)> {
+async fn three_codes(
+    app: &TestApp,
+    sink: &paycore_sandbox::smtp::SmtpSink,
+) -> Vec<(&'static str, String)> {
     let ada = app.register_user("ada").await;
-    let verification = code_in(&mail(sink, &ada.email, "Verify your e-mail address").await.decoded());
+    let verification = code_in(
+        &mail(sink, &ada.email, "Verify your e-mail address")
+            .await
+            .decoded(),
+    );
     let verified = app
         .post(
             "/api/v1/auth/email/verify",
@@ -77,7 +84,11 @@ async fn three_codes(app: &TestApp, sink: &paycore_sandbox::smtp::SmtpSink) -> V
         )
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
-    let reset = code_in(&mail(sink, &ada.email, "Reset your password").await.decoded());
+    let reset = code_in(
+        &mail(sink, &ada.email, "Reset your password")
+            .await
+            .decoded(),
+    );
     vec![
         ("verification", verification),
         ("two-step", two_step),
@@ -116,7 +127,10 @@ async fn codes_never_appear_in_the_admin_jobs_list_its_search_or_the_job_details
             .get_json(&format!("/api/v1/admin/jobs?args_contains={code}"), &admin)
             .await;
         assert_eq!(
-            (found["total"].as_i64(), found["data"].as_array().map(Vec::len)),
+            (
+                found["total"].as_i64(),
+                found["data"].as_array().map(Vec::len)
+            ),
             (Some(0), Some(0)),
             "searching the arguments for the {name} code finds nothing: {found}"
         );
@@ -134,7 +148,10 @@ async fn codes_never_appear_in_the_admin_jobs_list_its_search_or_the_job_details
     let by_address = app
         .get_json(&format!("/api/v1/admin/jobs?args_contains={to}"), &admin)
         .await;
-    assert!(by_address["total"].as_i64().unwrap_or(0) >= 3, "{by_address}");
+    assert!(
+        by_address["total"].as_i64().unwrap_or(0) >= 3,
+        "{by_address}"
+    );
     let mut redacted = 0;
     for job in &jobs {
         let id = job["id"].as_str().expect("id");
@@ -184,7 +201,8 @@ async fn codes_never_appear_on_the_dashboard_job_pages_or_its_search() {
 }
 
 #[tokio::test]
-async fn without_smtp_admins_see_development_mail_with_the_code_hidden_and_only_development_reveals_it() {
+async fn without_smtp_admins_see_development_mail_with_the_code_hidden_and_only_development_reveals_it(
+) {
     let app = spawn_app().await;
     let ada = app.register_user("ada").await;
     let reader = app.admin_token(Role::AdminReadonly).await;
@@ -259,7 +277,8 @@ const PRODUCTION: [(&str, &str); 4] = [
 ];
 
 #[tokio::test]
-async fn in_production_with_the_development_mailbox_chosen_codes_stay_hidden_and_no_route_reveals_them() {
+async fn in_production_with_the_development_mailbox_chosen_codes_stay_hidden_and_no_route_reveals_them(
+) {
     let mut settings = PRODUCTION.to_vec();
     settings.push(("ALLOW_DEV_MAILBOX_IN_PRODUCTION", "true"));
     let app = spawn_app_with(&settings).await;
@@ -326,9 +345,13 @@ async fn production_without_smtp_refuses_to_start_and_starts_with_the_explicit_o
     let _started = Process::spawn("paycore-api", "production-opted-in", &db.url, &[], &env);
     let client = reqwest::Client::new();
     let health = format!("http://127.0.0.1:{port}/healthz");
-    eventually(Duration::from_secs(30), "the opted-in api to serve", || async {
-        let response = client.get(&health).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the opted-in api to serve",
+        || async {
+            let response = client.get(&health).send().await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        },
+    )
     .await;
 }
