@@ -27,8 +27,9 @@ pub async fn mailbox_code(
         .header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    match paycore_jobs::auth::principal(&state.pool, &state.keys, token).await {
-        Ok(Some(principal)) if principal.role == paycore_jobs::auth::Role::Admin => {}
+    match paycore_jobs::domains::identity::auth::principal(&state.pool, &state.keys, token).await {
+        Ok(Some(principal))
+            if principal.role == paycore_jobs::domains::identity::auth::Role::Admin => {}
         Ok(Some(_)) => {
             return ApiError::forbidden(
                 "admin_required",
@@ -54,8 +55,9 @@ pub async fn mailbox_code(
     };
     let key = paycore_jobs::notify::sealed::SealKey::from_config(&state.config);
     match paycore_jobs::notify::email::dev_mailbox_code(&state.pool, &key, message_id).await {
-        Ok(Some(code)) => Json(serde_json::json!({"message_id": message_id, "code": code}))
-            .into_response(),
+        Ok(Some(code)) => {
+            Json(serde_json::json!({"message_id": message_id, "code": code})).into_response()
+        }
         Ok(None) => not_found(),
         Err(error) => ApiError::from(error).into_response(),
     }

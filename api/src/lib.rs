@@ -130,8 +130,11 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let metrics = Arc::clone(&state.metrics);
     let mut route = Route::new();
     // Development only: production never serves a route that reveals a one-time code.
-    if state.config.environment == paycore_jobs::config::Environment::Development {
-        route = route.at(dev_mailbox::MAILBOX_CODE_PATH, poem::get(dev_mailbox::mailbox_code));
+    if state.config.environment == paycore_jobs::platform::config::Environment::Development {
+        route = route.at(
+            dev_mailbox::MAILBOX_CODE_PATH,
+            poem::get(dev_mailbox::mailbox_code),
+        );
     }
     route
         .at("/openapi.json", spec)

@@ -55,7 +55,7 @@ impl SealKey {
         Self(key)
     }
 
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub fn from_config(config: &crate::platform::config::Config) -> Self {
         Self::derive(config.jwt_secret.expose())
     }
 }

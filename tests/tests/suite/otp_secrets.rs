@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use paycore_jobs::auth::Role;
+use paycore_jobs::domains::identity::auth::Role;
 use paycore_tests::{
     app::{error_code, spawn_app, spawn_app_with, TestApp},
     eventually, Process, TestDb,
