@@ -5,152 +5,76 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::domains::{bills, deposit, payout, reconciliation, transfer};
 use crate::engine::{builtin, scheduler::ScheduleDef, Registry};
+use crate::ledger;
+use crate::notify;
 use crate::platform::config::Config;
 use crate::platform::db;
 use crate::platform::devdb;
+use crate::providers::Providers;
 
 /// The name of the database the local cluster serves when `DATABASE_URL` is unset.
 pub const LOCAL_DATABASE: &str = "paycore";
 
+/// A part of PayCore that runs jobs: how it adds its job kinds to the registry, and its schedules. Each part owns
+/// both; wiring a new domain is one line in [`PARTS`].
+struct Part {
+    register: fn(&mut Registry, &Arc<Config>, &Arc<Providers>),
+    schedules: fn() -> Vec<ScheduleDef>,
+}
+
+/// Every part that runs jobs, the ground floor's first.
+const PARTS: &[Part] = &[
+    Part {
+        register: notify::register,
+        schedules: notify::schedules,
+    },
+    Part {
+        register: ledger::audit::register,
+        schedules: ledger::audit::schedules,
+    },
+    Part {
+        register: transfer::register,
+        schedules: transfer::schedules,
+    },
+    Part {
+        register: deposit::register,
+        schedules: deposit::schedules,
+    },
+    Part {
+        register: payout::register,
+        schedules: payout::schedules,
+    },
+    Part {
+        register: bills::register,
+        schedules: Vec::new,
+    },
+    Part {
+        register: reconciliation::register,
+        schedules: reconciliation::schedules,
+    },
+];
+
 /// Every job kind PayCore runs, with its handler. Provider-facing handlers share one set of adapters built from
 /// `config`.
 pub fn registry(config: &Config) -> Arc<Registry> {
-    use crate::domains::bills;
-    use crate::domains::deposit;
-    use crate::domains::payout;
-    use crate::domains::reconciliation;
-    let providers = Arc::new(crate::providers::Providers::from_config(&config.providers));
+    let providers = Arc::new(Providers::from_config(&config.providers));
     let config = Arc::new(config.clone());
     let mut registry = Registry::default();
     builtin::register(&mut registry, config.engine.job_retention);
-    // A handler that needs the adapters and the configuration.
-    macro_rules! with_providers {
-        ($job:ty, $handler:path) => {{
-            let (providers, config) = (Arc::clone(&providers), Arc::clone(&config));
-            registry.register::<$job, _, _>(move |ctx, job| {
-                $handler(ctx, job, Arc::clone(&providers), Arc::clone(&config))
-            });
-        }};
-    }
-    // A handler that needs the configuration.
-    macro_rules! with_config {
-        ($job:ty, $handler:path) => {{
-            let config = Arc::clone(&config);
-            registry
-                .register::<$job, _, _>(move |ctx, job| $handler(ctx, job, Arc::clone(&config)));
-        }};
-    }
-    {
-        let batcher = Arc::new(crate::domains::transfer::batch::SettleBatcher::new(
-            Arc::clone(&config),
-        ));
-        registry.register::<crate::domains::transfer::SettleTransfer, _, _>(move |ctx, job| {
-            crate::domains::transfer::batch::settle(ctx, job, Arc::clone(&batcher))
-        });
-    }
-    with_config!(crate::notify::PruneNotifications, crate::notify::prune_job);
-    {
-        let mailer = Arc::new(crate::notify::email::Mailer::from_config(
-            &config.notifications,
-        ));
-        let key = Arc::new(crate::notify::sealed::SealKey::from_config(&config));
-        let completions = Arc::new(crate::engine::batch::Completions::default());
-        {
-            let (mailer, key, completions) = (
-                Arc::clone(&mailer),
-                Arc::clone(&key),
-                Arc::clone(&completions),
-            );
-            registry.register::<crate::notify::email::SendEmail, _, _>(move |ctx, job| {
-                let (mailer, key) = (Arc::clone(&mailer), Arc::clone(&key));
-                crate::notify::email::send(ctx, job, mailer, key, Arc::clone(&completions))
-            });
-        }
-        registry.register::<crate::notify::email::SendEmails, _, _>(move |ctx, job| {
-            let (mailer, key) = (Arc::clone(&mailer), Arc::clone(&key));
-            crate::notify::email::send_many(ctx, job, mailer, key, Arc::clone(&completions))
-        });
-        let fcm = config
-            .notifications
-            .fcm
-            .clone()
-            .map(|fcm| Arc::new(crate::notify::push::Fcm::new(fcm)));
-        registry.register::<crate::notify::push::SendPush, _, _>(move |ctx, job| {
-            crate::notify::push::send(ctx, job, fcm.clone())
-        });
-    }
-    registry
-        .register::<crate::domains::transfer::ExpireTransfers, _, _>(
-            crate::domains::transfer::expire,
-        )
-        .register::<crate::ledger::audit::AuditLedger, _, _>(crate::ledger::audit::run)
-        .register::<deposit::SweepDeposits, _, _>(deposit::sweep)
-        .register::<payout::SweepPayouts, _, _>(payout::sweep)
-        .register::<reconciliation::DailyReconciliation, _, _>(reconciliation::daily);
-    with_providers!(deposit::InitializeDeposit, deposit::initialize);
-    with_providers!(deposit::VerifyDeposit, deposit::verify);
-    with_providers!(deposit::BankTransferDeposit, deposit::bank_transfer);
-    with_providers!(payout::SubmitPayout, payout::submit);
-    with_providers!(payout::SyncPayout, payout::sync);
-    with_providers!(bills::VendBill, bills::vend);
-    {
-        let providers = Arc::clone(&providers);
-        registry.register::<reconciliation::RunReconciliation, _, _>(move |ctx, job| {
-            reconciliation::run(ctx, job, Arc::clone(&providers))
-        });
+    for part in PARTS {
+        (part.register)(&mut registry, &config, &providers);
     }
     Arc::new(registry)
 }
 
 /// Every schedule PayCore fires.
 pub fn schedules() -> Vec<ScheduleDef> {
-    use crate::engine::{scheduler::MissedTickPolicy, Job, Queue};
     let mut schedules = crate::engine::scheduler::engine_schedules();
-    schedules.extend([
-        ScheduleDef {
-            name: "transfers.expire",
-            cron: "0 * * * * *",
-            queue: Queue::Payments,
-            kind: <crate::domains::transfer::ExpireTransfers as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-        ScheduleDef {
-            name: "deposits.sweep",
-            cron: "30 * * * * *",
-            queue: Queue::Payments,
-            kind: <crate::domains::deposit::SweepDeposits as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-        ScheduleDef {
-            name: "payouts.sweep",
-            cron: "45 * * * * *",
-            queue: Queue::Payments,
-            kind: <crate::domains::payout::SweepPayouts as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-        ScheduleDef {
-            name: "reconciliation.daily",
-            cron: "0 30 1 * * *",
-            queue: Queue::Reconciliation,
-            kind: <crate::domains::reconciliation::DailyReconciliation as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-        ScheduleDef {
-            name: "notifications.prune",
-            cron: "0 15 3 * * *",
-            queue: Queue::Maintenance,
-            kind: <crate::notify::PruneNotifications as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-        ScheduleDef {
-            name: "ledger.audit",
-            cron: "0 */5 * * * *",
-            queue: Queue::Reconciliation,
-            kind: <crate::ledger::audit::AuditLedger as Job>::KIND,
-            policy: MissedTickPolicy::CatchUpOnce,
-        },
-    ]);
+    for part in PARTS {
+        schedules.extend((part.schedules)());
+    }
     schedules
 }
 

@@ -281,6 +281,18 @@ impl Registry {
         self.register_with_rule::<J, F, Fut>(QueueRule::Only(J::QUEUE), handler)
     }
 
+    /// Registers the handler of job kind `J` that also takes `deps` (shared adapters, configuration), cloned into
+    /// every run.
+    pub fn register_with<J, D, F, Fut>(&mut self, deps: D, handler: F) -> &mut Self
+    where
+        J: Job,
+        D: Clone + Send + Sync + 'static,
+        F: Fn(JobContext, J, D) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register::<J, _, _>(move |ctx, job| handler(ctx, job, deps.clone()))
+    }
+
     /// Registers a job kind that may be enqueued on any queue (`NewJob::on_queue`).
     pub fn register_any_queue<J, F, Fut>(&mut self, handler: F) -> &mut Self
     where

@@ -63,7 +63,21 @@ pub struct ScheduleDef {
     pub policy: MissedTickPolicy,
 }
 
-/// The engine's own schedules; later modules add theirs.
+impl ScheduleDef {
+    /// A schedule that enqueues job kind `J` on its own queue at every `cron` tick and, after downtime, runs a
+    /// missed tick once.
+    pub fn of<J: super::Job>(name: &'static str, cron: &'static str) -> Self {
+        Self {
+            name,
+            cron,
+            queue: J::QUEUE,
+            kind: J::KIND,
+            policy: MissedTickPolicy::CatchUpOnce,
+        }
+    }
+}
+
+/// The engine's own schedules; the ground floor's and the domains' come from their own `schedules()`.
 pub fn engine_schedules() -> Vec<ScheduleDef> {
     vec![ScheduleDef {
         name: "engine.prune",

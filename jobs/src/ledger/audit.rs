@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    engine::{Job, JobContext, JobError, Queue},
-    ledger,
-};
+use std::sync::Arc;
+
+use crate::engine::{scheduler::ScheduleDef, Job, JobContext, JobError, Queue, Registry};
+use crate::ledger;
+use crate::platform::config::Config;
+use crate::providers::Providers;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditLedger {}
@@ -24,4 +26,17 @@ pub async fn run(ctx: JobContext, _: AuditLedger) -> Result<(), JobError> {
         "ledger audited"
     );
     Ok(())
+}
+
+/// Adds the ledger's job kind: the audit.
+pub fn register(registry: &mut Registry, _: &Arc<Config>, _: &Arc<Providers>) {
+    registry.register::<AuditLedger, _, _>(run);
+}
+
+/// The ledger's schedules: the audit every five minutes.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<AuditLedger>(
+        "ledger.audit",
+        "0 */5 * * * *",
+    )]
 }

@@ -1,4 +1,4 @@
-//! Notifications (ARCHITECTURE §6): the events that tell people what happened, on the channels they chose.
+//! Notifications (docs/architecture.md §7): the events that tell people what happened, on the channels they chose.
 //!
 //! `notify_tx` runs in the transaction of the event that causes the notification, so a notification exists if and
 //! only if its event committed: it writes the in-app inbox row and enqueues the e-mail (`email.send`) and push
@@ -16,10 +16,11 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    engine::{enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue},
-    money::Currency,
-};
+use crate::engine::batch::Completions;
+use crate::engine::scheduler::ScheduleDef;
+use crate::engine::{enqueue_many_tx, Job, JobContext, JobError, NewJob, Queue, Registry};
+use crate::money::Currency;
+use crate::platform::config::Config;
 
 /// The Postgres channel that carries new notifications (`{"notification_id", "user_id", "kind"}`).
 pub const NOTIFICATION_CHANNEL: &str = "paycore_notification";
@@ -624,11 +625,46 @@ pub async fn prune(pool: &PgPool, retention_days: i64) -> Result<u64, sqlx::Erro
 pub async fn prune_job(
     ctx: JobContext,
     _: PruneNotifications,
-    config: std::sync::Arc<crate::platform::config::Config>,
+    config: std::sync::Arc<Config>,
 ) -> Result<(), JobError> {
     let deleted = prune(&ctx.pool, config.notifications.retention_days.max(1)).await?;
     tracing::info!(deleted, "pruned old notifications");
     Ok(())
+}
+
+/// Adds the notification job kinds: e-mail (one message, or the messages of one event), push, and the daily prune.
+pub fn register(
+    registry: &mut Registry,
+    config: &std::sync::Arc<Config>,
+    _: &std::sync::Arc<crate::providers::Providers>,
+) {
+    use std::sync::Arc;
+    let mailer = Arc::new(email::Mailer::from_config(&config.notifications));
+    let key = Arc::new(sealed::SealKey::from_config(config));
+    let completions = Arc::new(Completions::default());
+    let deps = (mailer, key, completions);
+    let fcm = config
+        .notifications
+        .fcm
+        .clone()
+        .map(|fcm| Arc::new(push::Fcm::new(fcm)));
+    registry
+        .register_with::<PruneNotifications, _, _, _>(Arc::clone(config), prune_job)
+        .register_with::<email::SendEmail, _, _, _>(deps.clone(), |ctx, job, (m, k, c)| {
+            email::send(ctx, job, m, k, c)
+        })
+        .register_with::<email::SendEmails, _, _, _>(deps, |ctx, job, (m, k, c)| {
+            email::send_many(ctx, job, m, k, c)
+        })
+        .register_with::<push::SendPush, _, _, _>(fcm, push::send);
+}
+
+/// The notifications' schedules.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<PruneNotifications>(
+        "notifications.prune",
+        "0 15 3 * * *",
+    )]
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::domains::bills::catalogue::{Biller, Package};
 use crate::domains::wallet::spend::{self, SpendRejection};
 use crate::engine::enqueue_to_sqlx;
+use crate::engine::Registry;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
 use crate::ledger::LedgerError;
 use crate::money::Amount;
@@ -469,4 +470,10 @@ pub async fn delete_beneficiary(
             .rows_affected()
             == 1,
     )
+}
+
+/// Adds the bills domain's job kind: vending a bill payment through the provider.
+pub fn register(registry: &mut Registry, config: &Arc<Config>, providers: &Arc<Providers>) {
+    let deps = (Arc::clone(providers), Arc::clone(config));
+    registry.register_with::<VendBill, _, _, _>(deps, |ctx, job, (p, c)| vend(ctx, job, p, c));
 }

@@ -23,6 +23,7 @@ use crate::domains::wallet;
 use crate::domains::wallet::spend::post_new_tx;
 use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::engine::{scheduler::ScheduleDef, Registry};
 use crate::ledger::{self, Flow, NewTransfer, SystemAccount};
 use crate::money::{Amount, Currency};
 use crate::notify;
@@ -593,4 +594,29 @@ pub async fn sweep(ctx: JobContext, _: SweepDeposits) -> Result<(), JobError> {
         crate::engine::wake(&ctx.pool, &[Queue::Payments]).await;
     }
     Ok(())
+}
+
+/// Adds the deposit domain's job kinds: starting a deposit at the gateway, verifying it, crediting a bank
+/// transfer, and the sweep that checks or expires deposits nobody told us about.
+pub fn register(registry: &mut Registry, config: &Arc<Config>, providers: &Arc<Providers>) {
+    let deps = (Arc::clone(providers), Arc::clone(config));
+    registry
+        .register::<SweepDeposits, _, _>(sweep)
+        .register_with::<InitializeDeposit, _, _, _>(deps.clone(), |ctx, job, (p, c)| {
+            initialize(ctx, job, p, c)
+        })
+        .register_with::<VerifyDeposit, _, _, _>(deps.clone(), |ctx, job, (p, c)| {
+            verify(ctx, job, p, c)
+        })
+        .register_with::<BankTransferDeposit, _, _, _>(deps, |ctx, job, (p, c)| {
+            bank_transfer(ctx, job, p, c)
+        });
+}
+
+/// The deposit domain's schedules.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<SweepDeposits>(
+        "deposits.sweep",
+        "30 * * * * *",
+    )]
 }

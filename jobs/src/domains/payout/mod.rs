@@ -22,6 +22,7 @@ use crate::admin_audit::{self, Actor};
 use crate::domains::wallet::spend::{self, post_new_tx, SpendRejection};
 use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::engine::{scheduler::ScheduleDef, Registry};
 use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
 use crate::money::{Amount, Currency};
 use crate::notify;
@@ -669,4 +670,24 @@ pub async fn decide(
     }
     notify::announce_for_operations(pool, &[payout_id]).await;
     Ok(Ok(updated))
+}
+
+/// Adds the payout domain's job kinds: submitting a payout to the provider, syncing its status, and the sweep
+/// that asks about payouts the provider has not told us about.
+pub fn register(registry: &mut Registry, config: &Arc<Config>, providers: &Arc<Providers>) {
+    let deps = (Arc::clone(providers), Arc::clone(config));
+    registry
+        .register::<SweepPayouts, _, _>(sweep)
+        .register_with::<SubmitPayout, _, _, _>(deps.clone(), |ctx, job, (p, c)| {
+            submit(ctx, job, p, c)
+        })
+        .register_with::<SyncPayout, _, _, _>(deps, |ctx, job, (p, c)| sync(ctx, job, p, c));
+}
+
+/// The payout domain's schedules.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<SweepPayouts>(
+        "payouts.sweep",
+        "45 * * * * *",
+    )]
 }

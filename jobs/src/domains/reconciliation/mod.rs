@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use crate::engine::enqueue_to_sqlx;
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob, Queue};
+use crate::engine::{scheduler::ScheduleDef, Registry};
+use crate::platform::config::Config;
 use crate::providers::{ProviderError, ProviderName, Providers, SettlementRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,4 +351,19 @@ pub async fn daily(ctx: JobContext, _: DailyReconciliation) -> Result<(), JobErr
         request(&ctx.pool, provider, from, to, None).await?;
     }
     Ok(())
+}
+
+/// Adds the reconciliation domain's job kinds: one provider's report, and the daily run over every provider.
+pub fn register(registry: &mut Registry, _: &Arc<Config>, providers: &Arc<Providers>) {
+    registry
+        .register::<DailyReconciliation, _, _>(daily)
+        .register_with::<RunReconciliation, _, _, _>(Arc::clone(providers), run);
+}
+
+/// The reconciliation domain's schedules.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<DailyReconciliation>(
+        "reconciliation.daily",
+        "0 30 1 * * *",
+    )]
 }

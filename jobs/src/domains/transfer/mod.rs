@@ -14,10 +14,14 @@ use uuid::Uuid;
 use self::settle::parties_tx;
 use crate::domains::wallet::{self, PinCheck};
 use crate::engine::{enqueue_tx, Job, JobContext, JobError, NewJob};
+use crate::engine::{scheduler::ScheduleDef, Registry};
 use crate::ledger::{self, Flow, LedgerError, NewTransfer, SystemAccount};
 use crate::money::Amount;
 use crate::operation;
+use crate::platform::config::Config;
 use crate::platform::config::MoneyConfig;
+use crate::providers::Providers;
+use std::sync::Arc;
 
 pub mod batch;
 pub mod settle;
@@ -325,6 +329,22 @@ pub async fn expire(ctx: JobContext, _: ExpireTransfers) -> Result<(), JobError>
         tracing::info!(count = expired.len(), "expired unanswered transfers");
     }
     Ok(())
+}
+
+/// Adds the transfer domain's job kinds: settlement, in batches, and the expiry of unanswered transfers.
+pub fn register(registry: &mut Registry, config: &Arc<Config>, _: &Arc<Providers>) {
+    let batcher = Arc::new(batch::SettleBatcher::new(Arc::clone(config)));
+    registry
+        .register_with::<SettleTransfer, _, _, _>(batcher, batch::settle)
+        .register::<ExpireTransfers, _, _>(expire);
+}
+
+/// The transfer domain's schedules.
+pub fn schedules() -> Vec<ScheduleDef> {
+    vec![ScheduleDef::of::<ExpireTransfers>(
+        "transfers.expire",
+        "0 * * * * *",
+    )]
 }
 
 #[cfg(test)]
