@@ -1,4 +1,4 @@
-//! The API's one error type and its JSON shape (ARCHITECTURE §5):
+//! The API's one error type and its JSON shape (docs/architecture.md §6):
 //! `{"error": {"type", "code", "message", "param"}}` with the matching status.
 //!
 //! Endpoints return `ApiError`; parse failures of poem-openapi come through `bad_request`; anything else poem

@@ -1,4 +1,4 @@
-//! Idempotent creation of money operations (Stripe semantics, ARCHITECTURE §5), shared by deposits, payouts and
+//! Idempotent creation of money operations (Stripe semantics, docs/architecture.md §6), shared by deposits, payouts and
 //! bill payments: the `Idempotency-Key` claim, the checks and writes, and the stored answer commit in one
 //! transaction, retried on deadlocks and serialisation failures; the same key with the same request replays the
 //! stored answer, with another request it is a 422, and while the first is in flight a 409.

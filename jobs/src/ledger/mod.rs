@@ -1,4 +1,4 @@
-//! The double-entry ledger (ARCHITECTURE §3), in the TigerBeetle model.
+//! The double-entry ledger (docs/architecture.md §5), in the TigerBeetle model.
 //!
 //! Every movement is an immutable `ledger_transfer` from a debit account to a credit account of one currency, and
 //! every account keeps four counters. `post_tx` applies a batch of linked transfers in the caller's transaction:
@@ -494,7 +494,7 @@ struct CounterDrift {
     credits_posted_expected: i64,
 }
 
-/// Checks every ledger invariant over the whole ledger (ARCHITECTURE §3).
+/// Checks every ledger invariant over the whole ledger (docs/architecture.md §5).
 pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // One consistent snapshot for all checks.

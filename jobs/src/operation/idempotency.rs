@@ -8,7 +8,7 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// How long a key and its response are kept (ARCHITECTURE §5: at least 24 h).
+/// How long a key and its response are kept (docs/architecture.md §6: at least 24 h).
 pub const IDEMPOTENCY_KEY_TTL: chrono::Duration = chrono::Duration::hours(48);
 /// Keys are opaque strings of at most this many characters.
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;

@@ -1,4 +1,4 @@
-//! Payment providers behind capability traits (ARCHITECTURE §6).
+//! Payment providers behind capability traits (docs/architecture.md §7).
 //!
 //! Each capability is a trait: [`PaymentGateway`] (deposits through a hosted page, verification),
 //! [`PayoutProvider`] (banks, account-name resolution, transfers and their status) and [`BillsProvider`]

@@ -1,5 +1,5 @@
 //! What PayCore sells as bill payments: billers with their Flutterwave biller and item codes, amount ranges, fees
-//! and packages (from the seed system's catalogue; ARCHITECTURE §6). Fees are PayCore's, on top of the amount.
+//! and packages (from the seed system's catalogue; docs/architecture.md §7). Fees are PayCore's, on top of the amount.
 
 use serde::Serialize;
 
