@@ -1,4 +1,7 @@
-//! Connecting to PostgreSQL and bringing its schema up to date.
+//! Connecting to PostgreSQL and bringing its schema up to date, and (`devdb`) the local PostgreSQL that development
+//! and the tests provision when `DATABASE_URL` is unset. A crate of its own, below `paycore-jobs`, so that the tool
+//! which prepares the database for sqlx's compile-time query checks builds without those checks
+//! (`scripts/sqlx-prepare`).
 //!
 //! Two migration sets run at start-up, both idempotent and safe to run from several processes at once (each takes
 //! sqlx's advisory lock): apalis-postgres's own (schema `apalis`, history in `apalis._sqlx_migrations`) and then
@@ -7,6 +10,8 @@
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
+
+pub mod devdb;
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgPool,
