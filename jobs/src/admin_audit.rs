@@ -27,16 +27,16 @@ pub async fn record_tx(
     targets: &[String],
     detail: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into admin_audit (actor_user_id, actor_email, action, targets, detail, ip)
          values ($1, $2, $3, $4, $5, $6)",
+        actor.user_id,
+        actor.email,
+        action,
+        serde_json::json!(targets),
+        detail,
+        actor.ip,
     )
-    .bind(actor.user_id)
-    .bind(&actor.email)
-    .bind(action)
-    .bind(serde_json::json!(targets))
-    .bind(detail)
-    .bind(&actor.ip)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -71,12 +71,13 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AuditEntry,
         "select admin_audit_id, actor_email, action, targets, detail, ip, created_at from admin_audit
          where ($1::bigint is null or admin_audit_id < $1) order by admin_audit_id desc limit $2",
+        before,
+        limit.clamp(1, 200),
     )
-    .bind(before)
-    .bind(limit.clamp(1, 200))
     .fetch_all(pool)
     .await
 }

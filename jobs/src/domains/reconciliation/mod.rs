@@ -73,28 +73,31 @@ pub async fn request(
 ) -> Result<ReportRow, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Scheduled reports (no requester) are unique per provider and period: a second request finds the first.
-    let inserted: Option<ReportRow> = sqlx::query_as(
+    let inserted = sqlx::query_as!(
+        ReportRow,
         "insert into reconciliation_report (report_id, provider, period_from, period_to, requested_by)
          values ($1, $2, $3, $4, $5)
          on conflict (provider, period_from, period_to) where requested_by is null do nothing
-         returning *",
+         returning report_id, provider, period_from, period_to, status, requested_by, matched, mismatches, error, created_at, finished_at",
+        Uuid::now_v7(),
+        provider.as_str(),
+        from,
+        to,
+        requested_by,
     )
-    .bind(Uuid::now_v7())
-    .bind(provider.as_str())
-    .bind(from)
-    .bind(to)
-    .bind(requested_by)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = inserted else {
         drop(tx);
-        return sqlx::query_as(
-            "select * from reconciliation_report where provider = $1 and period_from = $2 and period_to = $3
+        return sqlx::query_as!(
+            ReportRow,
+            "select report_id, provider, period_from, period_to, status, requested_by, matched, mismatches, error, created_at, finished_at
+             from reconciliation_report where provider = $1 and period_from = $2 and period_to = $3
                and requested_by is null",
+            provider.as_str(),
+            from,
+            to,
         )
-        .bind(provider.as_str())
-        .bind(from)
-        .bind(to)
         .fetch_one(pool)
         .await;
     };
@@ -109,17 +112,25 @@ pub async fn request(
 }
 
 pub async fn get(pool: &PgPool, report_id: Uuid) -> Result<Option<ReportRow>, sqlx::Error> {
-    sqlx::query_as("select * from reconciliation_report where report_id = $1")
-        .bind(report_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        ReportRow,
+        "select report_id, provider, period_from, period_to, status, requested_by, matched, mismatches, error, created_at, finished_at
+         from reconciliation_report where report_id = $1",
+        report_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<ReportRow>, sqlx::Error> {
-    sqlx::query_as("select * from reconciliation_report order by created_at desc limit $1")
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as!(
+        ReportRow,
+        "select report_id, provider, period_from, period_to, status, requested_by, matched, mismatches, error, created_at, finished_at
+         from reconciliation_report order by created_at desc limit $1",
+        limit,
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Compares two sets of records by reference.
@@ -309,14 +320,14 @@ pub async fn run(
                     "reconciliation found mismatches"
                 );
             }
-            sqlx::query(
+            sqlx::query!(
                 "update reconciliation_report set status = $2, matched = $3, mismatches = $4, finished_at = now()
                  where report_id = $1",
+                report.report_id,
+                status,
+                matched,
+                serde_json::to_value(&mismatches).unwrap_or_default(),
             )
-            .bind(report.report_id)
-            .bind(status)
-            .bind(matched)
-            .bind(serde_json::to_value(&mismatches).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
         }
@@ -325,12 +336,12 @@ pub async fn run(
             return Err(JobError::transient(error));
         }
         Err(error) => {
-            sqlx::query(
+            sqlx::query!(
                 "update reconciliation_report set status = 'failed', error = left($2, 1000), finished_at = now()
                  where report_id = $1",
+                report.report_id,
+                error.to_string(),
             )
-            .bind(report.report_id)
-            .bind(error.to_string())
             .execute(&mut *tx)
             .await?;
         }
