@@ -194,23 +194,26 @@ async fn hold_and_record(
         Mode::Instant => "processing",
         Mode::Acceptance => "awaiting_acceptance",
     };
-    let row: TransferRow = sqlx::query_as(
+    let row = sqlx::query_as!(
+        TransferRow,
         "insert into transfer (transfer_id, from_wallet_id, to_wallet_id, amount, fee, currency, narration, mode,
              status, hold_id, fee_hold_id, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning *",
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         returning transfer_id, from_wallet_id, to_wallet_id, amount, fee, currency, narration, mode, status, hold_id, fee_hold_id,
+             expires_at, decided_at, created_at, updated_at",
+        operation_id,
+        source.wallet_id,
+        recipient.wallet_id,
+        request.amount.minor(),
+        fee,
+        currency.code(),
+        request.narration,
+        request.mode.as_str(),
+        status,
+        ids[0],
+        ids.get(1).copied(),
+        expires_at,
     )
-    .bind(operation_id)
-    .bind(source.wallet_id)
-    .bind(recipient.wallet_id)
-    .bind(request.amount.minor())
-    .bind(fee)
-    .bind(currency.code())
-    .bind(&request.narration)
-    .bind(request.mode.as_str())
-    .bind(status)
-    .bind(ids[0])
-    .bind(ids.get(1).copied())
-    .bind(expires_at)
     .fetch_one(&mut *tx)
     .await?;
     if request.mode == Mode::Acceptance {
@@ -239,10 +242,15 @@ async fn enqueue_settle_tx(tx: &mut PgConnection, transfer_id: Uuid) -> Result<(
 }
 
 pub async fn get(pool: &PgPool, transfer_id: Uuid) -> Result<Option<TransferRow>, sqlx::Error> {
-    sqlx::query_as("select * from transfer where transfer_id = $1")
-        .bind(transfer_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        TransferRow,
+        "select transfer_id, from_wallet_id, to_wallet_id, amount, fee, currency, narration, mode, status, hold_id, fee_hold_id,
+             expires_at, decided_at, created_at, updated_at
+         from transfer where transfer_id = $1",
+        transfer_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// The transfer if `user_id` sent or receives it.
@@ -251,13 +259,16 @@ pub async fn visible_to(
     user_id: Uuid,
     transfer_id: Uuid,
 ) -> Result<Option<TransferRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select t.* from transfer t
+    sqlx::query_as!(
+        TransferRow,
+        "select t.transfer_id, t.from_wallet_id, t.to_wallet_id, t.amount, t.fee, t.currency, t.narration, t.mode, t.status,
+                t.hold_id, t.fee_hold_id, t.expires_at, t.decided_at, t.created_at, t.updated_at
+         from transfer t
          join wallet f on f.wallet_id = t.from_wallet_id join wallet r on r.wallet_id = t.to_wallet_id
          where t.transfer_id = $1 and (f.user_id = $2 or r.user_id = $2)",
+        transfer_id,
+        user_id,
     )
-    .bind(transfer_id)
-    .bind(user_id)
     .fetch_optional(pool)
     .await
 }
@@ -270,12 +281,15 @@ pub async fn decide(
     decision: Decision,
 ) -> Result<Result<TransferRow, DecisionRejection>, TransferError> {
     let mut tx = pool.begin().await?;
-    let row: Option<TransferRow> = sqlx::query_as(
-        "select t.* from transfer t join wallet r on r.wallet_id = t.to_wallet_id
+    let row = sqlx::query_as!(
+        TransferRow,
+        "select t.transfer_id, t.from_wallet_id, t.to_wallet_id, t.amount, t.fee, t.currency, t.narration, t.mode, t.status,
+                t.hold_id, t.fee_hold_id, t.expires_at, t.decided_at, t.created_at, t.updated_at
+         from transfer t join wallet r on r.wallet_id = t.to_wallet_id
          where t.transfer_id = $1 and r.user_id = $2 for update of t",
+        transfer_id,
+        user_id,
     )
-    .bind(transfer_id)
-    .bind(user_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -291,11 +305,14 @@ pub async fn decide(
         Decision::Accept => "accepted",
         Decision::Reject => "rejected",
     };
-    let row: TransferRow = sqlx::query_as(
-        "update transfer set status = $2, decided_at = now(), updated_at = now() where transfer_id = $1 returning *",
+    let row = sqlx::query_as!(
+        TransferRow,
+        "update transfer set status = $2, decided_at = now(), updated_at = now() where transfer_id = $1
+         returning transfer_id, from_wallet_id, to_wallet_id, amount, fee, currency, narration, mode, status, hold_id, fee_hold_id,
+             expires_at, decided_at, created_at, updated_at",
+        transfer_id,
+        status,
     )
-    .bind(transfer_id)
-    .bind(status)
     .fetch_one(&mut *tx)
     .await?;
     operation::mark_processing_tx(&mut tx, transfer_id).await?;
@@ -308,13 +325,13 @@ pub async fn decide(
 /// The `transfers.expire` handler.
 pub async fn expire(ctx: JobContext, _: ExpireTransfers) -> Result<(), JobError> {
     let mut tx = ctx.pool.begin().await?;
-    let expired: Vec<Uuid> = sqlx::query_scalar(
+    let expired: Vec<Uuid> = sqlx::query_scalar!(
         "update transfer set status = 'expired', updated_at = now()
          where transfer_id in (select transfer_id from transfer where status = 'awaiting_acceptance'
                                and expires_at <= now() order by expires_at limit $1 for update skip locked)
          returning transfer_id",
+        EXPIRE_BATCH,
     )
-    .bind(EXPIRE_BATCH)
     .fetch_all(&mut *tx)
     .await?;
     for transfer_id in &expired {
