@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::settle::{
-    notify_settled_tx, post_moves_tx, posts, settle_one, void_failure, Settling, SETTLING_SQL,
+    notify_settled_tx, post_moves_tx, posts, settle_one, settlings, void_failure, Settling,
 };
 use super::types::SettleTransfer;
 use crate::engine::{JobContext, JobError};
@@ -116,10 +116,7 @@ async fn try_batch(
     config: &Config,
 ) -> Result<Vec<Result<(), JobError>>, JobError> {
     let ids: Vec<Uuid> = batch.iter().map(|request| request.transfer_id).collect();
-    let settlings: Vec<Settling> = sqlx::query_as(SETTLING_SQL)
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
+    let settlings = settlings(pool, &ids).await?;
     let mut outcomes: Vec<Option<Result<(), JobError>>> = batch.iter().map(|_| None).collect();
     let mut open: Vec<(usize, &Settling)> = Vec::new();
     for (index, request) in batch.iter().enumerate() {
@@ -170,12 +167,15 @@ async fn settle_open(
     }
     // Lock the transfers (in id order) and read their status again inside the fenced transaction.
     let leased_ids: Vec<Uuid> = leased.iter().map(|(_, s)| s.transfer.transfer_id).collect();
-    let statuses: Vec<(Uuid, String)> = sqlx::query_as(
+    let statuses: Vec<(Uuid, String)> = sqlx::query!(
         "select transfer_id, status from transfer where transfer_id = any($1) order by transfer_id for update",
+        &leased_ids,
     )
-    .bind(&leased_ids)
     .fetch_all(&mut *tx)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|row| (row.transfer_id, row.status))
+    .collect();
     let mut settled: Vec<(&Settling, bool, &str)> = Vec::with_capacity(leased.len());
     for &(index, settling) in &leased {
         let status = statuses
@@ -210,21 +210,19 @@ async fn settle_open(
             status.to_owned()
         }
     };
-    sqlx::query(
+    let settled_ids: Vec<Uuid> = settled
+        .iter()
+        .map(|(s, _, _)| s.transfer.transfer_id)
+        .collect();
+    let settled_statuses: Vec<String> = settled
+        .iter()
+        .map(|(_, post, status)| final_status(*post, status))
+        .collect();
+    sqlx::query!(
         "update transfer t set status = u.status, updated_at = now()
          from unnest($1::uuid[], $2::text[]) as u(transfer_id, status) where t.transfer_id = u.transfer_id",
-    )
-    .bind(
-        settled
-            .iter()
-            .map(|(s, _, _)| s.transfer.transfer_id)
-            .collect::<Vec<Uuid>>(),
-    )
-    .bind(
-        settled
-            .iter()
-            .map(|(_, post, status)| final_status(*post, status))
-            .collect::<Vec<String>>(),
+        &settled_ids,
+        &settled_statuses,
     )
     .execute(&mut *tx)
     .await?;

@@ -1,7 +1,7 @@
 //! Settling a transfer: posting its holds, or voiding them when it was rejected or expired, with the parties told.
 //! The batcher (`batch`) settles many at once; `settle_one` is what it falls back to for one transfer alone.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::types::*;
@@ -11,19 +11,60 @@ use crate::money::{Amount, Currency};
 use crate::notify;
 use crate::operation;
 
-/// Everything settling needs, in one round trip: the transfers, their operations' status, both accounts, the fee
-/// holds' account and both parties.
-pub(super) const SETTLING_SQL: &str =
-    "select t.*, o.status as operation_status, fw.account_id as from_account, tw.account_id as to_account,
-            fl.credit_account_id as fee_account,
-            su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
-            ru.full_name as recipient_name, tw.account_number as recipient_account
-     from transfer t
-     join operation o on o.operation_id = t.transfer_id
-     join wallet fw on fw.wallet_id = t.from_wallet_id join app_user su on su.user_id = fw.user_id
-     join wallet tw on tw.wallet_id = t.to_wallet_id join app_user ru on ru.user_id = tw.user_id
-     left join ledger_transfer fl on fl.transfer_id = t.fee_hold_id
-     where t.transfer_id = any($1)";
+/// Everything settling these transfers needs, in one round trip: the transfers, their operations' status, both
+/// accounts, the fee hold's account and both parties.
+pub(super) async fn settlings(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Settling>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select t.transfer_id, t.from_wallet_id, t.to_wallet_id, t.amount, t.fee, t.currency, t.narration, t.mode,
+                t.status, t.hold_id, t.fee_hold_id, t.expires_at, t.decided_at, t.created_at, t.updated_at,
+                o.status as operation_status, fw.account_id as from_account, tw.account_id as to_account,
+                fl.credit_account_id as "fee_account?",
+                su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
+                ru.full_name as recipient_name, tw.account_number as recipient_account
+         from transfer t
+         join operation o on o.operation_id = t.transfer_id
+         join wallet fw on fw.wallet_id = t.from_wallet_id join app_user su on su.user_id = fw.user_id
+         join wallet tw on tw.wallet_id = t.to_wallet_id join app_user ru on ru.user_id = tw.user_id
+         left join ledger_transfer fl on fl.transfer_id = t.fee_hold_id
+         where t.transfer_id = any($1)"#,
+        ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Settling {
+            transfer: TransferRow {
+                transfer_id: r.transfer_id,
+                from_wallet_id: r.from_wallet_id,
+                to_wallet_id: r.to_wallet_id,
+                amount: r.amount,
+                fee: r.fee,
+                currency: r.currency,
+                narration: r.narration,
+                mode: r.mode,
+                status: r.status,
+                hold_id: r.hold_id,
+                fee_hold_id: r.fee_hold_id,
+                expires_at: r.expires_at,
+                decided_at: r.decided_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            operation_status: r.operation_status,
+            from_account: r.from_account,
+            to_account: r.to_account,
+            fee_account: r.fee_account,
+            parties: Parties {
+                sender_id: r.sender_id,
+                sender_name: r.sender_name,
+                recipient_id: r.recipient_id,
+                recipient_name: r.recipient_name,
+                recipient_account: r.recipient_account,
+            },
+        })
+        .collect())
+}
 
 /// Settles one transfer in its own fenced transaction: what a batch falls back to when it cannot commit as a whole.
 pub(super) async fn settle_one(
@@ -31,11 +72,7 @@ pub(super) async fn settle_one(
     transfer_id: Uuid,
     config: &crate::platform::config::Config,
 ) -> Result<(), JobError> {
-    let Some(settling): Option<Settling> = sqlx::query_as(SETTLING_SQL)
-        .bind([transfer_id])
-        .fetch_optional(&ctx.pool)
-        .await?
-    else {
+    let Some(settling) = settlings(&ctx.pool, &[transfer_id]).await?.pop() else {
         return Err(JobError::permanent(
             "transfer_not_found",
             "no such transfer",
@@ -48,11 +85,12 @@ pub(super) async fn settle_one(
     let row = &settling.transfer;
     let mut tx = ctx.begin_fenced().await?;
     // Lock the transfer and read its status again inside the fenced transaction.
-    let status: String =
-        sqlx::query_scalar("select status from transfer where transfer_id = $1 for update")
-            .bind(row.transfer_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let status = sqlx::query_scalar!(
+        "select status from transfer where transfer_id = $1 for update",
+        row.transfer_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let Some(post) = posts(&status) else {
         return Ok(());
     };
@@ -60,11 +98,13 @@ pub(super) async fn settle_one(
     // The bookkeeping first and the ledger last: the accounts' row locks, which concurrent transfers of the same
     // wallets queue on, are then held only from the posting to the commit.
     let final_status = if post { "completed" } else { status.as_str() };
-    sqlx::query("update transfer set status = $2, updated_at = now() where transfer_id = $1")
-        .bind(row.transfer_id)
-        .bind(final_status)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update transfer set status = $2, updated_at = now() where transfer_id = $1",
+        row.transfer_id,
+        final_status,
+    )
+    .execute(&mut *tx)
+    .await?;
     if post {
         operation::succeed_tx(
             &mut tx,
@@ -122,15 +162,12 @@ pub(super) async fn post_moves_tx(
 }
 
 /// A transfer with what settling it needs.
-#[derive(sqlx::FromRow)]
 pub(super) struct Settling {
-    #[sqlx(flatten)]
     pub(super) transfer: TransferRow,
     pub(super) operation_status: String,
     pub(super) from_account: i64,
     pub(super) to_account: i64,
     pub(super) fee_account: Option<i64>,
-    #[sqlx(flatten)]
     pub(super) parties: Parties,
 }
 
@@ -198,15 +235,16 @@ pub(super) async fn parties_tx(
     tx: &mut PgConnection,
     row: &TransferRow,
 ) -> Result<Parties, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Parties,
         "select su.user_id as sender_id, su.full_name as sender_name, ru.user_id as recipient_id,
                 ru.full_name as recipient_name, rw.account_number as recipient_account
          from wallet sw join app_user su on su.user_id = sw.user_id,
               wallet rw join app_user ru on ru.user_id = rw.user_id
          where sw.wallet_id = $1 and rw.wallet_id = $2",
+        row.from_wallet_id,
+        row.to_wallet_id,
     )
-    .bind(row.from_wallet_id)
-    .bind(row.to_wallet_id)
     .fetch_one(&mut *tx)
     .await
 }
