@@ -49,10 +49,11 @@ impl AdminApi {
         }))
     }
 
-    /// Audit the ledger now and return the result.
+    /// Audit the ledger now and return the result. It records the audit (a write), so the read-only admin role
+    /// may not; it reads the latest one with `GET`.
     #[oai(path = "/ledger/audit", method = "post")]
     async fn run_audit(&self, caller: BearerAuth) -> ApiResult<Json<AuditBody>> {
-        caller.require_admin_read()?;
+        caller.require_admin_write()?;
         let report = paycore_jobs::ledger::audit_and_record(&self.state.pool).await?;
         Ok(Json(AuditBody {
             clean: report.clean,

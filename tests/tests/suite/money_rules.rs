@@ -228,12 +228,34 @@ async fn admins_may_freeze_any_wallet_and_a_frozen_wallet_can_neither_send_nor_r
         error_code(refused, StatusCode::NOT_FOUND).await,
         "wallet_not_found"
     );
+    // Running an audit records it: a write, which read-only means it may not do; it reads the latest one.
     let audit = app
         .post("/api/v1/admin/ledger/audit", Some(&readonly), &json!({}))
+        .await;
+    assert_eq!(
+        error_code(audit, StatusCode::FORBIDDEN).await,
+        "admin_required"
+    );
+    let recorded: i64 = sqlx::query_scalar("select count(*) from ledger_audit")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count audits");
+    let admin = app
+        .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
+        .await;
+    let audit = app
+        .post("/api/v1/admin/ledger/audit", Some(&admin), &json!({}))
         .await;
     assert_eq!(audit.status(), StatusCode::OK);
     let audit: Value = audit.json().await.expect("json");
     assert_eq!(audit["clean"], true);
+    let latest = app.get("/api/v1/admin/ledger/audit", &readonly).await;
+    assert_eq!(latest.status(), StatusCode::OK, "read-only admins read it");
+    let after: i64 = sqlx::query_scalar("select count(*) from ledger_audit")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count audits");
+    assert_eq!(after, recorded + 1, "only the admin's audit was recorded");
     let users_cannot = app
         .get("/api/v1/admin/ledger/audit", &ada.access_token)
         .await;
