@@ -48,9 +48,9 @@ pub enum ApiError {
     /// Well-formed but refused by a business rule.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many requests.
+    /// Too many requests: try again after `Retry-After` seconds, when given.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
     /// Something went wrong on our side.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -97,7 +97,18 @@ impl ApiError {
         Self::Unprocessable(body("invalid_request", code, message, param))
     }
     pub fn rate_limited(code: &str, message: impl Into<String>) -> Self {
-        Self::TooManyRequests(body("rate_limit", code, message, None))
+        Self::TooManyRequests(body("rate_limit", code, message, None), None)
+    }
+    /// A 429 that says when to try again (`Retry-After`, whole seconds).
+    pub fn rate_limited_for(
+        code: &str,
+        message: impl Into<String>,
+        retry_after_seconds: u64,
+    ) -> Self {
+        Self::TooManyRequests(
+            body("rate_limit", code, message, None),
+            Some(retry_after_seconds.max(1)),
+        )
     }
     pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
         Self::Unavailable(body("api", code, message, None))

@@ -202,7 +202,7 @@ pub fn error_parts(error: &ApiError) -> (u16, serde_json::Value) {
         ApiError::NotFound(body) => (404, body),
         ApiError::Conflict(body) => (409, body),
         ApiError::Unprocessable(body) => (422, body),
-        ApiError::TooManyRequests(body) => (429, body),
+        ApiError::TooManyRequests(body, _) => (429, body),
         ApiError::Internal(body) => (500, body),
         ApiError::Unavailable(body) => (503, body),
     };

@@ -12,6 +12,7 @@ use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 use tracing::Instrument;
 
+pub mod client;
 pub mod dashboard;
 pub mod dev_mailbox;
 pub mod error;

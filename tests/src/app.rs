@@ -30,6 +30,14 @@ pub fn test_config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
     let mut pairs: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), database_url.into()),
         ("DATABASE_MAX_CONNECTIONS".into(), "40".into()),
+        // Every test client is 127.0.0.1 and a test may register and sign in dozens of users: the per-address
+        // throttles and limits are raised here, and the tests of those limits set them back down.
+        ("REGISTRATIONS_PER_ADDRESS_PER_HOUR".into(), "100000".into()),
+        ("RATE_LIMIT_AUTH".into(), "100000,100000".into()),
+        ("RATE_LIMIT_LOOKUP".into(), "100000,100000".into()),
+        ("RATE_LIMIT_MONEY".into(), "100000,100000".into()),
+        ("RATE_LIMIT_WRITE".into(), "100000,100000".into()),
+        ("RATE_LIMIT_READ".into(), "100000,100000".into()),
     ];
     pairs.extend(
         overrides
@@ -195,6 +203,18 @@ impl TestApp {
                 .expect("number")
                 .to_owned(),
         }
+    }
+
+    /// A registered user whose e-mail address counts as verified, as money leaving the platform requires. The
+    /// verification flow itself is tested with the codes (`notifications`, `otp_secrets`); this marks the row.
+    pub async fn register_verified_user(&self, tag: &str) -> TestUser {
+        let user = self.register_user(tag).await;
+        sqlx::query("update app_user set email_verified_at = now() where user_id = $1::uuid")
+            .bind(&user.user_id)
+            .execute(&self.db.pool)
+            .await
+            .expect("mark the e-mail verified");
+        user
     }
 
     /// Two registered users, `ada` and `bayo`, each with a funded wallet.

@@ -35,10 +35,7 @@ fn cookie_value(request: &Request) -> Option<String> {
 }
 
 pub fn client_ip(request: &Request) -> Option<String> {
-    request
-        .remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_string())
+    crate::client::request_ip(request)
 }
 
 /// The signed-in admin, `Err` with the page to show otherwise (sign-in for visitors, 403 for non-admins).
@@ -119,7 +116,7 @@ pub enum SignIn {
 
 fn sign_in_error(error: AccountError) -> (StatusCode, String) {
     match error {
-        AccountError::Auth(auth::AuthError::Throttled) | AccountError::TooSoon { .. } => (
+        AccountError::Auth(auth::AuthError::Throttled { .. }) | AccountError::TooSoon { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts; try again later.".to_owned(),
         ),

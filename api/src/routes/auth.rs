@@ -99,6 +99,14 @@ fn invalid_code_format() -> ApiError {
     ApiError::invalid("invalid_code_format", "A code is 6 digits.", Some("code"))
 }
 
+fn invalid_current_password() -> ApiError {
+    ApiError::rejected(
+        "invalid_current_password",
+        "The current password is wrong.",
+        Some("current_password"),
+    )
+}
+
 fn account_error(error: AccountError) -> ApiError {
     match error {
         AccountError::Auth(error) => auth_error(error),
@@ -128,9 +136,10 @@ fn account_error(error: AccountError) -> ApiError {
         },
         AccountError::TooSoon {
             retry_after_seconds,
-        } => ApiError::rate_limited(
+        } => ApiError::rate_limited_for(
             "code_recently_sent",
             format!("A code was sent recently; ask again in {retry_after_seconds} seconds."),
+            u64::try_from(retry_after_seconds).unwrap_or(1),
         ),
         AccountError::AlreadyVerified => ApiError::conflict(
             "email_already_verified",
@@ -229,10 +238,7 @@ pub enum RegisterResponse {
 }
 
 fn client_ip(request: &Request) -> Option<String> {
-    request
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip().to_string())
+    crate::client::request_ip(request)
 }
 
 fn user_agent(request: &Request) -> Option<String> {
@@ -270,9 +276,12 @@ fn auth_error(error: AuthError) -> ApiError {
         AuthError::InvalidCredentials => {
             ApiError::unauthenticated("invalid_credentials", "The email or password is wrong.")
         }
-        AuthError::Throttled => ApiError::rate_limited(
+        AuthError::Throttled {
+            retry_after_seconds,
+        } => ApiError::rate_limited_for(
             "too_many_attempts",
-            "Too many failed sign-in attempts; try again in 15 minutes.",
+            format!("Too many attempts; try again in {retry_after_seconds} seconds."),
+            retry_after_seconds,
         ),
         AuthError::InvalidRefreshToken => ApiError::unauthenticated(
             "invalid_refresh_token",
@@ -346,6 +355,15 @@ impl AuthApi {
             RegisterError::PhoneTaken => {
                 ApiError::conflict("phone_taken", "This phone number is already registered.")
             }
+            RegisterError::Throttled {
+                retry_after_seconds,
+            } => ApiError::rate_limited_for(
+                "too_many_registrations",
+                format!(
+                    "Too many registrations from this address; try again in {retry_after_seconds} seconds."
+                ),
+                retry_after_seconds,
+            ),
             other => ApiError::internal(other),
         })?;
         let wallet = WalletBody::load(&state.pool, &registered.wallet).await?;
@@ -532,44 +550,21 @@ impl AuthApi {
         body: Json<ChangePasswordRequest>,
     ) -> ApiResult<NoContent> {
         check_password(&body.new_password, "new_password")?;
-        let pool = &self.state.pool;
-        let hash: String =
-            sqlx::query_scalar("select password_hash from app_user where user_id = $1")
-                .bind(caller.0.user_id)
-                .fetch_one(pool)
-                .await?;
-        let current = body.current_password.clone();
-        let verified = auth::with_hashing_permit(move || auth::verify_secret(&current, &hash))
-            .await
-            .unwrap_or(false);
-        if !verified {
-            return Err(ApiError::rejected(
-                "invalid_current_password",
-                "The current password is wrong.",
-                Some("current_password"),
-            ));
+        if body.current_password.chars().count() > PASSWORD_CHARS_MAX {
+            return Err(invalid_current_password());
         }
-        let new_password = body.new_password.clone();
-        let new_hash = auth::with_hashing_permit(move || auth::hash_secret(&new_password))
-            .await
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("hashing task failed")))?
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "update app_user set password_hash = $2, updated_at = now() where user_id = $1",
-        )
-        .bind(caller.0.user_id)
-        .bind(new_hash)
-        .execute(&mut *tx)
-        .await?;
-        auth::revoke_user_sessions_tx(
-            &mut tx,
+        account::change_password(
+            &self.state.pool,
             caller.0.user_id,
-            Some(caller.0.session_id),
-            "password_changed",
+            caller.0.session_id,
+            &body.current_password,
+            &body.new_password,
         )
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(|error| match error {
+            AccountError::WrongPassword => invalid_current_password(),
+            other => account_error(other),
+        })?;
         Ok(NoContent::Done)
     }
 

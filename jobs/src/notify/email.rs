@@ -88,6 +88,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         "login_code",
         "password_reset",
         "new_device",
+        "password_changed",
         "transfer_sent",
         "transfer_received",
         "transfer_awaiting_acceptance",
@@ -416,13 +417,14 @@ mod tests {
             "status": "completed", "account_name": "JANE DOE", "bank_name": "GTBank", "reason": "x",
             "biller": "EKEDC Prepaid", "customer_id": "45000000001", "token": "1234-5678", "units": "5 kWh",
             "available": "NGN 10.00", "currency": "NGN", "threshold": "NGN 1,000.00", "ip": "127.0.0.1",
-            "user_agent": "curl", "at": "now", "expires_at": "tomorrow",
+            "user_agent": "curl", "at": "now", "expires_at": "tomorrow", "how": "changed",
         });
         for template in [
             "email_verification",
             "login_code",
             "password_reset",
             "new_device",
+            "password_changed",
             "transfer_sent",
             "transfer_received",
             "transfer_awaiting_acceptance",

@@ -74,6 +74,12 @@ pub enum Event {
         user_agent: String,
         at: DateTime<Utc>,
     },
+    /// The password was changed (signed in) or reset (with an e-mailed code).
+    PasswordChanged {
+        /// `changed` or `reset`.
+        how: &'static str,
+        at: DateTime<Utc>,
+    },
     TransferSent {
         amount: i64,
         fee: i64,
@@ -137,6 +143,7 @@ impl Event {
             Event::LoginCode { .. } => "login_code",
             Event::PasswordReset { .. } => "password_reset",
             Event::NewDevice { .. } => "new_device",
+            Event::PasswordChanged { .. } => "password_changed",
             Event::TransferSent { .. } => "transfer_sent",
             Event::TransferReceived { .. } => "transfer_received",
             Event::TransferAwaitingAcceptance { .. } => "transfer_awaiting_acceptance",
@@ -155,6 +162,7 @@ impl Event {
                 | Event::LoginCode { .. }
                 | Event::PasswordReset { .. }
                 | Event::NewDevice { .. }
+                | Event::PasswordChanged { .. }
         )
     }
 
@@ -177,6 +185,9 @@ impl Event {
             }
             Event::NewDevice { ip, user_agent, at } => {
                 json!({"ip": ip, "user_agent": user_agent, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
+            }
+            Event::PasswordChanged { how, at } => {
+                json!({"how": how, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
             }
             Event::TransferSent {
                 amount,
@@ -259,6 +270,10 @@ impl Event {
                     s("user_agent"),
                     s("ip")
                 ),
+            ),
+            Event::PasswordChanged { .. } => (
+                "Password changed".into(),
+                format!("Your password was {} at {}.", s("how"), s("at")),
             ),
             Event::TransferSent { .. } => (
                 "Transfer sent".into(),

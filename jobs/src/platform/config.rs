@@ -66,6 +66,20 @@ pub struct Config {
     pub money: MoneyConfig,
     pub providers: ProvidersConfig,
     pub notifications: NotificationsConfig,
+    pub security: SecurityConfig,
+}
+
+/// Who the api believes a request comes from, and the throttles that depend on it (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Addresses of the load balancers and proxies in front of the api. Only a request whose socket peer is one
+    /// of them has its `X-Forwarded-For` believed; anyone else could write that header.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Registrations one client address may make in an hour (a NAT or office shares one address).
+    pub registrations_per_address_per_hour: i32,
+    /// Requests per minute in each route class, per user and per address (`RATE_LIMIT_<CLASS>`); the api reads
+    /// them as `name -> (per user, per address)`.
+    pub rate_limits: BTreeMap<String, (u32, u32)>,
 }
 
 /// E-mail, push and in-app notification settings.
@@ -359,6 +373,7 @@ impl Config {
             money,
             providers: providers_config(env, production)?,
             notifications: notifications_in(env, production)?,
+            security: security_config(env)?,
         })
     }
 }
@@ -538,6 +553,71 @@ fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, 
         deposit_return_url: env.get("DEPOSIT_RETURN_URL"),
         sandbox_port,
         status_poll: env.millis("PROVIDER_STATUS_POLL_MS", Duration::from_secs(30))?,
+    })
+}
+
+/// The route classes of the general rate limiter with their default limits per minute, (per user, per address):
+/// the one place these numbers live (`RATE_LIMIT_<CLASS>=USER,ADDRESS` overrides one). Why each is what it is:
+/// `auth` covers sign-in, registration and codes, where a person needs a handful a minute; `lookup` covers the
+/// synchronous provider look-ups (`banks/resolve`, `bills/validate`), which cost a provider call each and reveal
+/// account holders' names, so a person resolving a few accounts is fine and a script enumerating them is not;
+/// `money` covers creating transfers, deposits, payouts and bill payments (a busy merchant sends a few a second);
+/// `write` and `read` cover everything else. Per address allows for many people behind one NAT.
+pub const RATE_LIMIT_DEFAULTS: [(&str, u32, u32); 5] = [
+    ("auth", 30, 120),
+    ("lookup", 20, 120),
+    ("money", 300, 3_000),
+    ("write", 300, 3_000),
+    ("read", 1_200, 12_000),
+];
+
+fn ip_list(env: &Env<'_>, name: &'static str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let mut ips = Vec::new();
+    for part in env
+        .get(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        ips.push(part.parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("{part:?} is not an IP address"),
+        })?);
+    }
+    Ok(ips)
+}
+
+fn security_config(env: &Env<'_>) -> Result<SecurityConfig, ConfigError> {
+    let registrations: i32 = env.parse("REGISTRATIONS_PER_ADDRESS_PER_HOUR", 10)?;
+    if registrations < 1 {
+        return Err(ConfigError::Invalid {
+            name: "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let mut rate_limits = BTreeMap::new();
+    for (class, per_user, per_address) in RATE_LIMIT_DEFAULTS {
+        let name = format!("RATE_LIMIT_{}", class.to_uppercase());
+        let limits = match env.get(&name) {
+            None => (per_user, per_address),
+            Some(raw) => raw
+                .split_once(',')
+                .and_then(|(user, address)| {
+                    Some((user.trim().parse().ok()?, address.trim().parse().ok()?))
+                })
+                .filter(|(user, address): &(u32, u32)| *user > 0 && *address > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "RATE_LIMIT_<CLASS>",
+                    reason: format!("{name} must be two positive counts, USER,ADDRESS"),
+                })?,
+        };
+        rate_limits.insert(class.to_owned(), limits);
+    }
+    Ok(SecurityConfig {
+        trusted_proxies: ip_list(env, "TRUSTED_PROXIES")?,
+        registrations_per_address_per_hour: registrations,
+        rate_limits,
     })
 }
 

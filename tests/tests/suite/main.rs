@@ -14,3 +14,4 @@ mod notifications;
 mod otp_secrets;
 mod processes;
 mod providers;
+mod security;

@@ -364,7 +364,7 @@ async fn transfer(
 #[tokio::test]
 async fn money_events_mail_the_right_people_with_the_right_content() {
     let (app, sink) = app_with_smtp(&[("LOW_BALANCE_THRESHOLD", "5000000")]).await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let bob = app.register_user("bob").await;
     transfer(&app, &ada, &bob, 100_000, json!({})).await;
     assert!(mail(&sink, &ada.email, "You sent NGN 1,000.00")

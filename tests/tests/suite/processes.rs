@@ -293,7 +293,7 @@ async fn a_worker_killed_during_a_provider_call_leaves_the_payout_settled_exactl
         &["--queues", "payments"],
         &env,
     );
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     // 0000000004: the sandbox takes the transfer, then holds its answer.
     let payout: Value = app
         .client

@@ -111,7 +111,7 @@ async fn checkout(app: &TestApp, deposit: &Value, action: &str) {
 #[tokio::test]
 async fn a_hosted_page_deposit_is_credited_once_minus_the_fee_after_the_gateway_confirms_it() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let deposit = start_deposit(&app, &ada, 500_000).await;
     assert!(deposit["authorization_url"]
         .as_str()
@@ -152,7 +152,7 @@ async fn a_hosted_page_deposit_is_credited_once_minus_the_fee_after_the_gateway_
     );
     assert_audit_clean(&app).await;
     // Another user cannot see it.
-    let bob = app.register_user("bob").await;
+    let bob = app.register_verified_user("bob").await;
     let response = app.get(&path, &bob.access_token).await;
     assert_eq!(
         error_code(response, StatusCode::NOT_FOUND).await,
@@ -163,7 +163,7 @@ async fn a_hosted_page_deposit_is_credited_once_minus_the_fee_after_the_gateway_
 #[tokio::test]
 async fn declined_and_abandoned_deposits_credit_nothing_and_say_why() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     // Amounts ending in 01 kobo are declined by the sandbox's card issuer.
     let declined = start_deposit(&app, &ada, 500_001).await;
     checkout(&app, &declined, "pay").await;
@@ -196,7 +196,7 @@ async fn declined_and_abandoned_deposits_credit_nothing_and_say_why() {
 #[tokio::test]
 async fn forged_stale_and_unconfirmed_webhooks_change_nothing() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let deposit = start_deposit(&app, &ada, 500_000).await;
     let reference = deposit["reference"].as_str().expect("reference");
     let event = |at: chrono::DateTime<Utc>, id: i64| {
@@ -265,7 +265,7 @@ async fn forged_stale_and_unconfirmed_webhooks_change_nothing() {
 async fn a_bank_transfer_into_the_account_number_is_credited_once_even_when_delivered_concurrently()
 {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let sent: Value = app
         .client
         .post(format!("{}/paystack/_sandbox/bank_transfer", app.sandbox_url))
@@ -352,7 +352,7 @@ async fn provider_transfer(app: &TestApp, reference: &str) -> Value {
 #[tokio::test]
 async fn banks_and_account_names_come_from_the_provider() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let banks = app.get_json("/api/v1/banks", &ada.access_token).await;
     assert!(banks["data"]
         .as_array()
@@ -399,7 +399,7 @@ async fn banks_and_account_names_come_from_the_provider() {
 #[tokio::test]
 async fn a_payout_holds_at_once_and_posts_when_the_provider_confirms_by_webhook() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let response = payout(&app, &ada, 1_000_000, "0123456789").await;
     let status = response.status();
     let body: Value = response.json().await.expect("json");
@@ -426,7 +426,7 @@ async fn a_payout_holds_at_once_and_posts_when_the_provider_confirms_by_webhook(
 #[tokio::test]
 async fn a_failed_payout_releases_the_hold_and_says_why() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let body: Value = payout(&app, &ada, 300_000, "0000000002")
         .await
         .json()
@@ -460,7 +460,7 @@ async fn a_failed_payout_releases_the_hold_and_says_why() {
 #[tokio::test]
 async fn a_reversal_after_success_refunds_the_amount_and_fee_with_new_transfers() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let body: Value = payout(&app, &ada, 2_000_000, "0000000003")
         .await
         .json()
@@ -494,7 +494,7 @@ async fn a_reversal_after_success_refunds_the_amount_and_fee_with_new_transfers(
 #[tokio::test]
 async fn timeouts_5xx_and_silent_providers_still_settle_each_payout_exactly_once() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     // 0004: the provider takes the transfer but answers after our timeout; 0005: two 500s first;
     // 0006: pending until asked twice, no webhook; 0007: succeeds without a webhook.
     let accounts = ["0000000004", "0000000005", "0000000006", "0000000007"];
@@ -532,7 +532,7 @@ async fn webhooks_that_race_the_submitting_job_still_settle_each_payout_exactly_
     let app = spawn_app().await;
     // Webhooks leave the provider the moment a transfer is taken, before the job has recorded the answer.
     app.sandbox.set_webhook_delay(Duration::ZERO);
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let bodies: Vec<Value> = join_all((0..6).map(|i| {
         let account = if i % 2 == 0 {
             "0123456789"
@@ -572,7 +572,7 @@ async fn webhooks_that_race_the_submitting_job_still_settle_each_payout_exactly_
 #[tokio::test]
 async fn a_declined_payout_voids_the_hold_and_out_of_order_news_cannot_undo_a_success() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let declined: Value = payout(&app, &ada, 100_000, "0000000008")
         .await
         .json()
@@ -615,7 +615,7 @@ async fn a_declined_payout_voids_the_hold_and_out_of_order_news_cannot_undo_a_su
 #[tokio::test]
 async fn payouts_above_the_threshold_wait_for_an_admin_who_approves_or_rejects_them() {
     let app = spawn_app_with(&[("PAYOUT_APPROVAL_THRESHOLD", "1000000")]).await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let big: Value = payout(&app, &ada, 2_000_000, "0123456789")
         .await
         .json()
@@ -707,7 +707,7 @@ async fn payouts_above_the_threshold_wait_for_an_admin_who_approves_or_rejects_t
 #[tokio::test]
 async fn payout_requests_are_idempotent_and_refused_cleanly() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let body = json!({"wallet_id": ada.wallet_id, "amount": 100_000, "bank_code": "058",
                       "account_number": "0123456789"});
     let send = |key: &'static str, body: Value| {
@@ -801,7 +801,7 @@ async fn bill_until(app: &TestApp, user: &TestUser, body: &Value, statuses: &[&s
 #[tokio::test]
 async fn the_catalogue_lists_every_category_with_packages_and_fees() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let all = app
         .get_json("/api/v1/bills/billers", &ada.access_token)
         .await;
@@ -855,7 +855,7 @@ async fn the_catalogue_lists_every_category_with_packages_and_fees() {
 #[tokio::test]
 async fn bills_are_held_vended_and_posted_with_the_electricity_token() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let validated: Value = app
         .post(
             "/api/v1/bills/validate",
@@ -946,7 +946,7 @@ async fn bills_are_held_vended_and_posted_with_the_electricity_token() {
 async fn a_failed_vend_releases_the_hold_and_a_timed_out_vend_is_resolved_by_status_not_vended_twice(
 ) {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let failed: Value = pay_bill(
         &app,
         &ada,
@@ -1009,8 +1009,8 @@ async fn a_failed_vend_releases_the_hold_and_a_timed_out_vend_is_resolved_by_sta
 #[tokio::test]
 async fn beneficiaries_are_saved_listed_and_deleted_by_their_owner_only() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
-    let bob = app.register_user("bob").await;
+    let ada = app.register_verified_user("ada").await;
+    let bob = app.register_verified_user("bob").await;
     let created = app
         .post(
             "/api/v1/bills/beneficiaries",
@@ -1090,7 +1090,7 @@ async fn reconcile(app: &TestApp, admin: &str, provider: &str) -> Value {
 async fn reconciliation_matches_the_providers_records_and_reports_missing_extra_and_different_amounts(
 ) {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let admin = app
         .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
         .await;
@@ -1245,7 +1245,7 @@ async fn a_provider_that_is_down_is_retried_with_backoff_until_it_answers_and_th
         &format!("http://127.0.0.1:{port}/flutterwave/v3"),
     )])
     .await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let bill: Value = pay_bill(
         &app,
         &ada,

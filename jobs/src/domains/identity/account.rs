@@ -326,12 +326,64 @@ pub async fn reset_password(
         .execute(&mut *tx)
         .await?;
         auth::revoke_user_sessions_tx(&mut tx, user_id, None, "password_reset").await?;
+        notify::notify_tx(
+            &mut tx,
+            user_id,
+            &Event::PasswordChanged {
+                how: "reset",
+                at: chrono::Utc::now(),
+            },
+            None,
+        )
+        .await?;
     }
     tx.commit().await?;
+    if check == Check::Valid {
+        notify::announce_for_user(pool, user_id).await;
+    }
     match check {
         Check::Valid => Ok(()),
         other => Err(AccountError::Code(other)),
     }
+}
+
+/// Changes a signed-in user's password: the current one confirms it (throttled, `auth::check_current_password`),
+/// every other session is signed out, and the owner is told by e-mail.
+pub async fn change_password(
+    pool: &PgPool,
+    user_id: Uuid,
+    session_id: Uuid,
+    current_password: &str,
+    new_password: &str,
+) -> Result<(), AccountError> {
+    if !auth::check_current_password(pool, user_id, current_password).await? {
+        return Err(AccountError::WrongPassword);
+    }
+    let password = new_password.to_owned();
+    let new_hash = auth::with_hashing_permit(move || auth::hash_secret(&password))
+        .await
+        .ok_or_else(|| AuthError::Hash("hashing task failed".into()))?
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("update app_user set password_hash = $2, updated_at = now() where user_id = $1")
+        .bind(user_id)
+        .bind(new_hash)
+        .execute(&mut *tx)
+        .await?;
+    auth::revoke_user_sessions_tx(&mut tx, user_id, Some(session_id), "password_changed").await?;
+    notify::notify_tx(
+        &mut tx,
+        user_id,
+        &Event::PasswordChanged {
+            how: "changed",
+            at: chrono::Utc::now(),
+        },
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    notify::announce_for_user(pool, user_id).await;
+    Ok(())
 }
 
 /// Turns two-step sign-in on or off (the password confirms it; turning it on needs a verified address).
@@ -341,18 +393,14 @@ pub async fn set_two_step(
     password: &str,
     enabled: bool,
 ) -> Result<(), AccountError> {
-    let (hash, verified): (String, Option<chrono::DateTime<chrono::Utc>>) =
-        sqlx::query_as("select password_hash, email_verified_at from app_user where user_id = $1")
+    if !auth::check_current_password(pool, user_id, password).await? {
+        return Err(AccountError::WrongPassword);
+    }
+    let verified: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select email_verified_at from app_user where user_id = $1")
             .bind(user_id)
             .fetch_one(pool)
             .await?;
-    let password = password.to_owned();
-    let ok = auth::with_hashing_permit(move || auth::verify_secret(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        return Err(AccountError::WrongPassword);
-    }
     if enabled && verified.is_none() {
         return Err(AccountError::EmailNotVerified);
     }

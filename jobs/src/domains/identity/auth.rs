@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::domains::identity::throttle;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -260,7 +262,7 @@ pub enum AuthError {
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("too many failed attempts")]
-    Throttled,
+    Throttled { retry_after_seconds: u64 },
     #[error("the refresh token is invalid or expired")]
     InvalidRefreshToken,
     #[error("the refresh token was already used; its session has been revoked")]
@@ -450,30 +452,24 @@ pub async fn principal(
     }))
 }
 
-/// Failed sign-ins per account within the window before sign-in is refused.
-pub const LOGIN_FAILURES_PER_ACCOUNT_MAX: i64 = 5;
-/// Failed sign-ins per IP address within the window (an IP may front many people).
-pub const LOGIN_FAILURES_PER_IP_MAX: i64 = 30;
-/// The throttling window.
-pub const LOGIN_FAILURE_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
-
-/// Checks the password and opens a session; throttles repeated failures per account and per IP.
-pub async fn login(
-    pool: &PgPool,
-    keys: &TokenKeys,
-    email: &str,
-    password: &str,
-    ip: Option<&str>,
-    user_agent: Option<&str>,
-) -> Result<(Uuid, TokenPair), AuthError> {
-    let (user_id, role) = verify_credentials(pool, email, password, ip).await?;
-    let mut tx = pool.begin().await?;
-    let pair = open_session_tx(&mut tx, keys, user_id, role, ip, user_agent).await?;
-    tx.commit().await?;
-    Ok((user_id, pair))
+/// The throttle keys of a sign-in to `email_key` from `origin` (the client's address, if known).
+fn login_keys(email_key: &str, origin: Option<&str>) -> [(String, throttle::Policy); 3] {
+    let origin = origin.unwrap_or("unknown");
+    [
+        (
+            format!("login:account-origin:{email_key}|{origin}"),
+            throttle::LOGIN_PER_ACCOUNT_AND_ORIGIN,
+        ),
+        (format!("login:origin:{origin}"), throttle::LOGIN_PER_ORIGIN),
+        (
+            format!("login:account:{email_key}"),
+            throttle::LOGIN_PER_ACCOUNT,
+        ),
+    ]
 }
 
-/// Checks an email and password, throttling repeated failures per account and per IP; the user and role.
+/// Checks an email and password, throttled per account and origin, per origin and per account
+/// (`throttle`); the user and role. The attempt is counted before the password is checked.
 pub async fn verify_credentials(
     pool: &PgPool,
     email: &str,
@@ -481,19 +477,11 @@ pub async fn verify_credentials(
     ip: Option<&str>,
 ) -> Result<(Uuid, Role), AuthError> {
     let email_key = email.trim().to_lowercase();
-    let since = Utc::now() - LOGIN_FAILURE_WINDOW;
-    let failures: (i64, i64) = sqlx::query_as(
-        "select count(*) filter (where scope = 'account' and subject = $1),
-                count(*) filter (where scope = 'ip' and subject = $2)
-         from login_failure where created_at > $3 and ((scope = 'account' and subject = $1) or (scope = 'ip' and subject = $2))",
-    )
-    .bind(&email_key)
-    .bind(ip.unwrap_or(""))
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
-    if failures.0 >= LOGIN_FAILURES_PER_ACCOUNT_MAX || failures.1 >= LOGIN_FAILURES_PER_IP_MAX {
-        return Err(AuthError::Throttled);
+    let keys = login_keys(&email_key, ip);
+    if let Err(refused) = throttle::reserve(pool, &keys, Utc::now()).await? {
+        return Err(AuthError::Throttled {
+            retry_after_seconds: refused.retry_after_seconds(),
+        });
     }
     let user: Option<(Uuid, String, String)> =
         sqlx::query_as("select user_id, password_hash, role from app_user where lower(email) = $1")
@@ -503,25 +491,71 @@ pub async fn verify_credentials(
     // The hash is verified even for unknown emails, so timing does not reveal which emails exist.
     let (user_id, hash, role) =
         user.unwrap_or_else(|| (Uuid::nil(), DUMMY_HASH.clone(), "user".to_owned()));
-    let password = password.to_owned();
-    let verified = with_hashing_permit(move || verify_secret(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let verified = check_secret(password, hash).await;
     if !verified || user_id.is_nil() {
-        sqlx::query(
-            "insert into login_failure (scope, subject) values ('account', $1), ('ip', $2)",
-        )
-        .bind(&email_key)
-        .bind(ip.unwrap_or(""))
-        .execute(pool)
-        .await?;
         return Err(AuthError::InvalidCredentials);
     }
-    sqlx::query("delete from login_failure where scope = 'account' and subject = $1")
-        .bind(&email_key)
-        .execute(pool)
-        .await?;
+    // The owner proved themselves: their own keys start again (the origin's does not, it may front others).
+    let [(account_origin, _), _, (account, _)] = keys;
+    throttle::clear(pool, &[account_origin, account]).await?;
     Ok((user_id, Role::parse(&role).unwrap_or(Role::User)))
+}
+
+/// Checks the current password of a signed-in user, throttled per user (`throttle::CURRENT_PASSWORD`) and counted
+/// before the check: `Ok(true)` when right, `Ok(false)` when wrong.
+pub async fn check_current_password(
+    pool: &PgPool,
+    user_id: Uuid,
+    password: &str,
+) -> Result<bool, AuthError> {
+    let key = format!("password:user:{user_id}");
+    if let Err(refused) = throttle::reserve(
+        pool,
+        &[(key.clone(), throttle::CURRENT_PASSWORD)],
+        Utc::now(),
+    )
+    .await?
+    {
+        return Err(AuthError::Throttled {
+            retry_after_seconds: refused.retry_after_seconds(),
+        });
+    }
+    let hash: String = sqlx::query_scalar("select password_hash from app_user where user_id = $1")
+        .bind(user_id)
+        .fetch_one(pool)
+        .await?;
+    let verified = check_secret(password, hash).await;
+    if verified {
+        throttle::clear(pool, &[key]).await?;
+    }
+    Ok(verified)
+}
+
+/// Whether the user proved their e-mail address (with the code sent to it, or a password reset).
+pub async fn email_verified_tx(tx: &mut PgConnection, user_id: Uuid) -> Result<bool, sqlx::Error> {
+    let verified: Option<bool> =
+        sqlx::query_scalar("select email_verified_at is not null from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(verified.unwrap_or(false))
+}
+
+/// Guessable secrets (passwords, PINs) checked against their hash by this process since it started: the
+/// `paycore_secret_checks_total` metric, and what the tests count to prove a throttle holds under concurrency.
+static SECRET_CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn secret_checks() -> u64 {
+    SECRET_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Verifies `secret` against `hash` within the hashing limit, counting the check.
+pub async fn check_secret(secret: &str, hash: String) -> bool {
+    SECRET_CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let secret = secret.to_owned();
+    with_hashing_permit(move || verify_secret(&secret, &hash))
+        .await
+        .unwrap_or(false)
 }
 
 /// A real argon2id hash of a random string, verified against when the email is unknown so that the time taken

@@ -10,6 +10,7 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domains::identity::auth::{self, Email, Role, TokenKeys, TokenPair};
+use crate::domains::identity::throttle;
 use crate::ledger::{self, AccountId, Flow, NewTransfer, SystemAccount};
 use crate::money::nuban;
 use crate::money::{Amount, Currency};
@@ -228,6 +229,8 @@ pub enum RegisterError {
     EmailTaken,
     #[error("this phone number is already registered")]
     PhoneTaken,
+    #[error("too many registrations from this address")]
+    Throttled { retry_after_seconds: u64 },
     #[error(transparent)]
     Wallet(#[from] WalletError),
     #[error(transparent)]
@@ -254,6 +257,21 @@ pub async fn register(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<Registered, RegisterError> {
+    // Counted before anything else, so parallel sign-ups from one address cannot slip past (and a refusal writes
+    // nothing but the count). The welcome bonus makes every account worth creating in bulk.
+    let origin = ip.unwrap_or("unknown");
+    let policy = throttle::registrations(config.security.registrations_per_address_per_hour);
+    if let Err(refused) = throttle::reserve(
+        pool,
+        &[(format!("register:origin:{origin}"), policy)],
+        Utc::now(),
+    )
+    .await?
+    {
+        return Err(RegisterError::Throttled {
+            retry_after_seconds: refused.retry_after_seconds(),
+        });
+    }
     let password = new_user.password.clone();
     let password_hash = auth::with_hashing_permit(move || auth::hash_secret(&password))
         .await
@@ -423,10 +441,8 @@ pub async fn check_pin_tx(
     let Some(pin) = pin else {
         return Ok(PinCheck::Required);
     };
-    let candidate = pin.to_owned();
-    let matches = auth::with_hashing_permit(move || auth::verify_secret(&candidate, &hash))
-        .await
-        .unwrap_or(false);
+    // The wallet row is locked by the caller, so the count read above and written below cannot be raced.
+    let matches = auth::check_secret(pin, hash).await;
     if matches {
         if wallet.pin_failed_attempts > 0 {
             sqlx::query("update wallet set pin_failed_attempts = 0, pin_locked_until = null where wallet_id = $1")

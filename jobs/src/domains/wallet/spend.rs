@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
+use crate::domains::identity::auth;
 use crate::domains::wallet::{self, PinCheck, WalletRow};
 use crate::engine::JobError;
 use crate::ledger::{self, AccountId, Flow, LedgerError, NewTransfer, SystemAccount};
@@ -23,6 +24,9 @@ pub enum SpendRejection {
     CurrencyNotSupported,
     #[error("the wallet is frozen")]
     WalletFrozen,
+    /// Money leaves the platform only from accounts whose owner proved the e-mail address (docs/security.md).
+    #[error("verify your e-mail address before sending money out")]
+    EmailNotVerified,
     #[error("this wallet requires its PIN")]
     PinRequired,
     #[error("the PIN is locked after too many wrong entries; try again later")]
@@ -43,6 +47,7 @@ impl SpendRejection {
             Self::WalletNotFound => "wallet_not_found",
             Self::CurrencyNotSupported => "unsupported_currency",
             Self::WalletFrozen => "wallet_frozen",
+            Self::EmailNotVerified => "email_not_verified",
             Self::PinRequired => "pin_required",
             Self::PinLocked => "pin_locked",
             Self::InvalidPin => "invalid_pin",
@@ -55,6 +60,7 @@ impl SpendRejection {
     pub fn param(&self) -> &'static str {
         match self {
             Self::WalletNotFound | Self::WalletFrozen | Self::CurrencyNotSupported => "wallet_id",
+            Self::EmailNotVerified => "email",
             Self::PinRequired | Self::PinLocked | Self::InvalidPin => "pin",
             Self::DailyLimitExceeded | Self::MonthlyLimitExceeded | Self::InsufficientFunds => {
                 "amount"
@@ -84,6 +90,9 @@ pub async fn check_tx(
     }
     if source.is_frozen() {
         return Ok(Err(R::WalletFrozen));
+    }
+    if !auth::email_verified_tx(tx, user_id).await? {
+        return Ok(Err(R::EmailNotVerified));
     }
     match wallet::check_pin_tx(tx, &source, pin).await? {
         PinCheck::Ok => {}
