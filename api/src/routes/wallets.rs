@@ -82,6 +82,10 @@ pub struct LimitsRequest {
     /// Minor units; null removes the limit.
     pub daily_limit: Option<i64>,
     pub monthly_limit: Option<i64>,
+    /// The wallet's PIN: required to raise or remove a limit when the wallet has one.
+    pub pin: Option<String>,
+    /// The account's password: required to raise or remove a limit when the wallet has no PIN.
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -100,6 +104,39 @@ pub enum CreatedWallet {
 
 fn not_found() -> ApiError {
     ApiError::not_found("wallet_not_found", "No such wallet.")
+}
+
+/// Longer than any PIN: refused before hashing.
+const PIN_CHARS_MAX: usize = 12;
+
+fn wrong_password() -> ApiError {
+    ApiError::rejected(
+        "invalid_password",
+        "The password is wrong.",
+        Some("password"),
+    )
+}
+
+/// The answer for a PIN check that did not pass, about request field `param`.
+fn pin_rejection(check: &wallet::PinCheck, param: &str) -> Option<ApiError> {
+    match check {
+        wallet::PinCheck::Ok => None,
+        wallet::PinCheck::Required => Some(ApiError::rejected(
+            "pin_required",
+            "The current PIN is required.",
+            Some(param),
+        )),
+        wallet::PinCheck::Locked { .. } => Some(ApiError::rejected(
+            "pin_locked",
+            "The PIN is locked after too many wrong entries; try again later.",
+            Some(param),
+        )),
+        wallet::PinCheck::Invalid { .. } => Some(ApiError::rejected(
+            "invalid_pin",
+            "The PIN is wrong.",
+            Some(param),
+        )),
+    }
 }
 
 fn check_limit(value: Option<i64>, param: &str) -> Result<(), ApiError> {
@@ -232,7 +269,62 @@ impl WalletsApi {
     ) -> ApiResult<Json<WalletBody>> {
         check_limit(body.daily_limit, "daily_limit")?;
         check_limit(body.monthly_limit, "monthly_limit")?;
-        let row = self.find(&caller, &wallet_id, false).await?;
+        let id = self.find(&caller, &wallet_id, false).await?.wallet_id;
+        let mut tx = self.state.pool.begin().await?;
+        let row = wallet::lock_tx(&mut tx, id).await?.ok_or_else(not_found)?;
+        let loosens = wallet::limits::loosens(row.daily_limit, body.daily_limit)
+            || wallet::limits::loosens(row.monthly_limit, body.monthly_limit);
+        if loosens {
+            if row.pin_hash.is_some() {
+                if body
+                    .pin
+                    .as_ref()
+                    .is_some_and(|pin| pin.len() > PIN_CHARS_MAX)
+                {
+                    return Err(ApiError::invalid(
+                        "invalid_pin_format",
+                        "The PIN is 4 to 6 digits.",
+                        Some("pin"),
+                    ));
+                }
+                let check = wallet::check_pin_tx(&mut tx, &row, body.pin.as_deref()).await?;
+                if let Some(rejection) = pin_rejection(&check, "pin") {
+                    // The failed attempt is counted even though nothing else changes.
+                    tx.commit().await?;
+                    return Err(rejection);
+                }
+            } else {
+                let Some(password) = body.password.as_deref() else {
+                    return Err(ApiError::rejected(
+                        "password_required",
+                        "Raising or removing a limit needs your password (or the wallet's PIN, once set).",
+                        Some("password"),
+                    ));
+                };
+                if password.chars().count() > auth::PASSWORD_CHARS_MAX {
+                    return Err(wrong_password());
+                }
+                // The wallet stays locked meanwhile, so two changes cannot interleave.
+                match auth::check_current_password(&self.state.pool, caller.0.user_id, password)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return Err(wrong_password()),
+                    Err(auth::AuthError::Throttled {
+                        retry_after_seconds,
+                    }) => {
+                        return Err(ApiError::rate_limited_for(
+                            "too_many_attempts",
+                            format!(
+                                "Too many attempts; try again in {retry_after_seconds} seconds."
+                            ),
+                            retry_after_seconds,
+                        ))
+                    }
+                    Err(other) => return Err(ApiError::internal(other)),
+                }
+            }
+        }
         let row: WalletRow = sqlx::query_as(
             "update wallet set daily_limit = $2, monthly_limit = $3, updated_at = now() where wallet_id = $1
              returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
@@ -241,8 +333,9 @@ impl WalletsApi {
         .bind(row.wallet_id)
         .bind(body.daily_limit)
         .bind(body.monthly_limit)
-        .fetch_one(&self.state.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(Json(WalletBody::load(&self.state.pool, &row).await?))
     }
 
@@ -261,28 +354,18 @@ impl WalletsApi {
         let row = wallet::lock_tx(&mut tx, id).await?.ok_or_else(not_found)?;
         if row.pin_hash.is_some() {
             let check = wallet::check_pin_tx(&mut tx, &row, body.current_pin.as_deref()).await?;
-            let rejection = match check {
-                wallet::PinCheck::Ok => None,
-                wallet::PinCheck::Required => Some(ApiError::rejected(
-                    "pin_required",
-                    "The current PIN is required.",
-                    Some("current_pin"),
-                )),
-                wallet::PinCheck::Locked { .. } => Some(ApiError::rejected(
-                    "pin_locked",
-                    "The PIN is locked after too many wrong entries; try again later.",
-                    Some("current_pin"),
-                )),
-                wallet::PinCheck::Invalid { .. } => Some(ApiError::rejected(
-                    "invalid_pin",
-                    "The current PIN is wrong.",
-                    Some("current_pin"),
-                )),
-            };
-            if let Some(rejection) = rejection {
+            if let Some(rejection) = pin_rejection(&check, "current_pin") {
                 // The failed attempt is counted even though nothing else changes.
                 tx.commit().await?;
                 return Err(rejection);
+            }
+            // The current PIN was just proved; the new one must differ, or a "change" changes nothing.
+            if body.current_pin.as_deref() == Some(body.pin.as_str()) {
+                return Err(ApiError::rejected(
+                    "pin_unchanged",
+                    "The new PIN must differ from the current one.",
+                    Some("pin"),
+                ));
             }
         }
         let pin = body.pin.clone();

@@ -14,4 +14,5 @@ mod notifications;
 mod otp_secrets;
 mod processes;
 mod providers;
+mod reauth;
 mod security;

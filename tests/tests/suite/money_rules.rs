@@ -840,11 +840,12 @@ async fn transfer_rejections_come_in_their_documented_order_of_precedence() {
         .await,
         "daily_limit_exceeded"
     );
+    // Removing a limit loosens it: the PIN is required (issue 23, item 7).
     put(
         &app,
         &format!("/api/v1/wallets/{}/limits", ada.wallet_id),
         &ada.access_token,
-        json!({}),
+        json!({"pin": "8372"}),
     )
     .await;
     assert_eq!(

@@ -21,6 +21,17 @@ pub fn start_of_month(now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(now)
 }
 
+/// Whether changing a limit from `old` to `new` (`None`: no limit) lets more money leave: raising or removing it.
+/// Such a change needs the PIN (or the password), so a stolen session cannot lift the cap and then drain the
+/// wallet; tightening needs nothing.
+pub fn loosens(old: Option<i64>, new: Option<i64>) -> bool {
+    match (old, new) {
+        (Some(_), None) => true,
+        (Some(old), Some(new)) => new > old,
+        (None, _) => false,
+    }
+}
+
 /// A spending limit a debit would exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpendLimit {
@@ -76,6 +87,16 @@ pub async fn spent_since_tx(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raising_or_removing_a_limit_loosens_it_and_lowering_or_setting_one_does_not() {
+        assert!(loosens(Some(100), Some(101)));
+        assert!(loosens(Some(100), None));
+        assert!(!loosens(Some(100), Some(100)));
+        assert!(!loosens(Some(100), Some(99)));
+        assert!(!loosens(None, Some(1)));
+        assert!(!loosens(None, None));
+    }
 
     #[test]
     fn limit_windows_start_at_utc_midnight_and_the_first_of_the_month() {
