@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod idempotent;
 pub mod metrics;
+pub mod rate_limit;
 pub mod routes;
 pub mod security;
 pub mod system;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub events: events::Events,
     pub providers: Arc<paycore_jobs::providers::Providers>,
+    pub rate_limiter: Arc<rate_limit::RateLimiter>,
 }
 
 impl AppState {
@@ -56,6 +58,9 @@ impl AppState {
                 &config.providers,
             )),
             events: events::Events::start(pool.clone()),
+            rate_limiter: Arc::new(rate_limit::RateLimiter::new(
+                config.security.rate_limits.clone(),
+            )),
             pool,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -146,11 +151,38 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
             poem::post(routes::webhooks::paystack),
         )
         .nest("/", service)
+        .around(|next, request| async move { Ok(limit(next, request).await) })
         .data(state)
         .around(move |next, request| {
             let metrics = Arc::clone(&metrics);
             async move { Ok(observe(next, request, &metrics).await) }
         })
+}
+
+/// The general rate limiter (`rate_limit`) in front of every `/api/v1` route.
+async fn limit<E: Endpoint>(next: Arc<E>, request: Request) -> Response {
+    if let Some(state) = request.data::<AppState>() {
+        if let Some(class) = rate_limit::route_class(request.method(), request.uri().path()) {
+            let user = rate_limit::bearer_user(&request, &state.keys);
+            let address = client::client_address(&request, &state.config.security.trusted_proxies);
+            if let Err(wait) = state
+                .rate_limiter
+                .check(class, user, address, Instant::now())
+            {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return error::ApiError::rate_limited_for(
+                    "rate_limited",
+                    format!("Too many requests; try again in {seconds} seconds."),
+                    seconds,
+                )
+                .into_response();
+            }
+        }
+    }
+    match next.call(request).await {
+        Ok(output) => output.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Request id, body limit, error shape, access log and metrics for every request.

@@ -68,6 +68,13 @@ impl System {
                 .env("RUST_LOG", "warn")
                 .env("INITIAL_BONUS", BENCH_BONUS_MINOR.to_string())
                 .env("DATABASE_MAX_CONNECTIONS", "40")
+                // Every benchmark client comes from 127.0.0.1: per-address limits would measure the limiter,
+                // not the system. The per-user limits and the limiter's cost stay as in production.
+                .env("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
+                .env("RATE_LIMIT_AUTH", "30,1000000")
+                .env("RATE_LIMIT_MONEY", "300,1000000")
+                .env("RATE_LIMIT_READ", "1200,1000000")
+                .env("RATE_LIMIT_WRITE", "300,1000000")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
             for (key, value) in extra {

@@ -14,5 +14,6 @@ mod notifications;
 mod otp_secrets;
 mod processes;
 mod providers;
+mod rate_limits;
 mod reauth;
 mod security;
