@@ -46,8 +46,11 @@ pub fn route_class(method: &Method, path: &str) -> Option<&'static str> {
 
 pub struct RateLimiter {
     limits: BTreeMap<String, (u32, u32)>,
-    counters: Mutex<HashMap<(&'static str, Subject), (Instant, u32)>>,
+    counters: Mutex<HashMap<(&'static str, Subject), Window>>,
 }
+
+/// A counter's window start and the requests counted in it.
+type Window = (Instant, u32);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
