@@ -263,3 +263,14 @@ async fn a_password_change_tells_the_owner_by_email() {
     .expect("count");
     assert_eq!(told, 1);
 }
+
+#[tokio::test]
+async fn many_people_signing_in_from_one_office_address_are_not_slowed_by_their_successes() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    // More successful sign-ins than the address's 30 free failures.
+    for _ in 0..35 {
+        let response = login_from(&app, &ada.email, &ada.password, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

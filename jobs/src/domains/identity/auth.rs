@@ -495,9 +495,11 @@ pub async fn verify_credentials(
     if !verified || user_id.is_nil() {
         return Err(AuthError::InvalidCredentials);
     }
-    // The owner proved themselves: their own keys start again (the origin's does not, it may front others).
-    let [(account_origin, _), _, (account, _)] = keys;
+    // The owner proved themselves: their own keys start again. The origin's key may front others and keeps its
+    // failures, but a success is not one: an office of many people signing in from one address is not slowed.
+    let [(account_origin, _), (origin, origin_policy), (account, _)] = keys;
     throttle::clear(pool, &[account_origin, account]).await?;
+    throttle::refund(pool, &origin, &origin_policy).await?;
     Ok((user_id, Role::parse(&role).unwrap_or(Role::User)))
 }
 

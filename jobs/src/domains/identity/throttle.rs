@@ -142,6 +142,22 @@ pub async fn reserve(
     Ok(Ok(()))
 }
 
+/// Gives back the attempt a success reserved on `key` (a shared key, such as an address's, that counts failures
+/// only): one fewer, and unblocked when that leaves it within its free attempts.
+pub async fn refund(pool: &PgPool, key: &str, policy: &Policy) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "with gone as (delete from auth_throttle where throttle_key = $1 and attempts <= 1)
+         update auth_throttle set attempts = attempts - 1,
+             blocked_until = case when attempts - 1 >= $2 then blocked_until else '-infinity'::timestamptz end
+         where throttle_key = $1 and attempts > 1",
+    )
+    .bind(key)
+    .bind(policy.free_attempts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Forgets `keys` (after a success: the person proved who they are).
 pub async fn clear(pool: &PgPool, keys: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query("delete from auth_throttle where throttle_key = any($1)")
