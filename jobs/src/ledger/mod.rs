@@ -600,6 +600,36 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
         ));
     }
 
+    // 5. No operation is stuck: every `pending` or `processing` operation has a job that can still finish it
+    //    (waiting, running, or failed with attempts left). A payout in `processing` is exempt: the provider has
+    //    it, and `payouts.sweep` asks about it again. Operations waiting for a person (`requires_action`,
+    //    `requires_approval`) are not stuck.
+    let stuck: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
+        "with live as (
+             select distinct (job_envelope(job) ->> 'operation_id')::uuid as operation_id from apalis.jobs
+             where status in ('Pending', 'Queued', 'Running') or (status = 'Failed' and attempts < max_attempts)
+         )
+         select o.operation_id, o.kind, o.status,
+                exists (select 1 from apalis.jobs j
+                        where job_envelope(j.job) ->> 'operation_id' = o.operation_id::text) as had_job
+         from operation o
+         where o.status in ('pending', 'processing')
+           and not (o.kind = 'payout' and o.status = 'processing')
+           and not exists (select 1 from live where live.operation_id = o.operation_id)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (operation, kind, status, had_job) in stuck {
+        let why = if had_job {
+            "its job is dead (retry it or settle the operation)"
+        } else {
+            "it has no job"
+        };
+        findings.push(format!(
+            "{kind} operation {operation} is {status} and nothing can finish it: {why}"
+        ));
+    }
+
     let accounts: i64 = sqlx::query_scalar("select count(*) from ledger_account")
         .fetch_one(&mut *tx)
         .await?;

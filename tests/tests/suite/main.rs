@@ -16,4 +16,5 @@ mod processes;
 mod providers;
 mod rate_limits;
 mod reauth;
+mod reliability;
 mod security;

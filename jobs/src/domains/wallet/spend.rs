@@ -213,13 +213,24 @@ pub async fn open_tx(
         Ok(source) => source,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    let operation_id =
-        crate::operation::insert_tx(tx, intent.kind, Some(intent.user_id), &intent.request).await?;
-    let clearing =
-        ledger::system_account_tx(tx, SystemAccount::Clearing(intent.provider), Currency::Ngn)
-            .await?;
-    Ok(hold_tx(
-        tx,
+    // The operation and its holds stand or fall together: a refusal of the holds (insufficient funds) rolls the
+    // operation back with them, so a rejected request leaves no operation behind (docs/money.md).
+    let mut savepoint = tx.begin().await?;
+    let operation_id = crate::operation::insert_tx(
+        &mut savepoint,
+        intent.kind,
+        Some(intent.user_id),
+        &intent.request,
+    )
+    .await?;
+    let clearing = ledger::system_account_tx(
+        &mut savepoint,
+        SystemAccount::Clearing(intent.provider),
+        Currency::Ngn,
+    )
+    .await?;
+    match hold_tx(
+        &mut savepoint,
         &source,
         clearing,
         intent.code,
@@ -228,7 +239,16 @@ pub async fn open_tx(
         operation_id,
     )
     .await?
-    .map(|holds| (operation_id, holds)))
+    {
+        Ok(holds) => {
+            savepoint.commit().await?;
+            Ok(Ok((operation_id, holds)))
+        }
+        Err(rejection) => {
+            savepoint.rollback().await?;
+            Ok(Err(rejection))
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]

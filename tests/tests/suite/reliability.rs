@@ -1,0 +1,104 @@
+//! Issue 23: defects found by outside testing (including chaos runs that killed workers and restarted
+//! PostgreSQL). Each test failed before its fix.
+
+use paycore_tests::app::{error_code, spawn_app, TestApp, TestUser};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BONUS: i64 = 10_000_000;
+
+/// POSTs with the given Idempotency-Key and `Prefer: wait=10`.
+async fn post_keyed(
+    app: &TestApp,
+    path: &str,
+    user: &TestUser,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(&user.access_token)
+        .header("Idempotency-Key", key)
+        .header("Prefer", "wait=10")
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_payout_or_bill_payment_refused_for_insufficient_funds_writes_no_operation() {
+    let app = spawn_app().await;
+    let (ada, bayo) = app.register_pair().await;
+    // Ada sends most of her bonus away (₦98,000 and its 1 % fee), keeping ₦1,020.
+    let sent = app
+        .transfer(&ada, &bayo.account_number, 9_800_000, json!({}))
+        .await;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    let left = BONUS - 9_800_000 - 98_000;
+    assert_eq!(app.available(&ada).await, left);
+    let operations_before = count(&app, "select count(*) from operation").await;
+    let payout = json!({"wallet_id": ada.wallet_id, "amount": 500_000, "bank_code": "058",
+                        "account_number": "0000000001", "narration": "rent"});
+    let bill = json!({"wallet_id": ada.wallet_id, "biller_code": "BIL099", "customer_id": "08031234567",
+                      "amount": 500_000});
+    for (path, body) in [
+        ("/api/v1/payouts", &payout),
+        ("/api/v1/bills/payments", &bill),
+    ] {
+        let key = uuid::Uuid::new_v4().to_string();
+        let first = post_keyed(&app, path, &ada, &key, body).await;
+        assert_eq!(
+            error_code(first, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "insufficient_funds",
+            "{path}"
+        );
+        // The refusal is replayed under its key, still writing nothing.
+        let again = post_keyed(&app, path, &ada, &key, body).await;
+        assert_eq!(
+            error_code(again, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "insufficient_funds",
+            "{path} replayed"
+        );
+    }
+    assert_eq!(
+        count(&app, "select count(*) from operation").await,
+        operations_before,
+        "a refused payout or bill payment leaves no operation behind"
+    );
+    assert_eq!(count(&app, "select count(*) from payout").await, 0);
+    assert_eq!(count(&app, "select count(*) from bill_payment").await, 0);
+    assert_eq!(app.available(&ada).await, left);
+    let findings = app.audit_findings().await;
+    assert!(findings.is_empty(), "ledger audit: {findings:?}");
+}
+
+#[tokio::test]
+async fn the_audit_reports_an_open_operation_that_no_job_can_finish() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    let clean = app.audit_findings().await;
+    assert!(clean.is_empty(), "{clean:?}");
+    let stuck: uuid::Uuid = sqlx::query_scalar(
+        "insert into operation (operation_id, kind, owner_id, request, status)
+         values (gen_random_uuid(), 'bill_payment', $1::text::uuid, '{}', 'pending') returning operation_id",
+    )
+    .bind(&ada.user_id)
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("operation");
+    let findings = app.audit_findings().await;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains(&stuck.to_string()) && f.contains("no job")),
+        "{findings:?}"
+    );
+}
