@@ -97,6 +97,8 @@ struct ChargeRec {
     gateway_response: String,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
+    /// The hosted page of a charge started by `/transaction/initialize`.
+    authorization_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -394,7 +396,10 @@ fn ps_initialize(
         .reference
         .unwrap_or_else(|| format!("T{}", sandbox.next_id()));
     let access_code = format!("ac_{}", uuid::Uuid::new_v4().simple());
+    let authorization_url = format!("{}/paystack/checkout/{access_code}", sandbox.public_url());
     let mut state = sandbox.state();
+    // Like Paystack, a reference is initialised once: a second initialisation is refused whatever it asks, and
+    // the caller looks the reference up (`/transaction/verify/{reference}`) to find the first one's page.
     if state.charges.contains_key(&reference) {
         return ps_error(StatusCode::BAD_REQUEST, "Duplicate Transaction Reference");
     }
@@ -413,6 +418,7 @@ fn ps_initialize(
             gateway_response: "Pending".into(),
             created_at: Utc::now(),
             paid_at: None,
+            authorization_url: Some(authorization_url.clone()),
         },
     );
     state
@@ -422,7 +428,7 @@ fn ps_initialize(
     ps_ok(
         "Authorization URL created",
         json!({
-            "authorization_url": format!("{}/paystack/checkout/{access_code}", sandbox.public_url()),
+            "authorization_url": authorization_url,
             "access_code": access_code,
             "reference": reference,
         }),
@@ -444,6 +450,7 @@ fn charge_json(charge: &ChargeRec) -> Value {
         "updated_at": rfc3339(charge.paid_at.unwrap_or(charge.created_at)),
         "customer": {"email": charge.email},
         "authorization": {"receiver_bank_account_number": charge.receiver_account, "channel": charge.channel},
+        "authorization_url": charge.authorization_url,
     })
 }
 
@@ -665,6 +672,7 @@ fn ps_bank_transfer(
         receiver_account: Some(body.account_number),
         callback_url: None,
         gateway_response: "Approved".into(),
+        authorization_url: None,
         created_at: now,
         paid_at: Some(now),
     };

@@ -103,6 +103,8 @@ pub struct Charge {
     pub receiver_account_number: Option<String>,
     pub gateway_response: String,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The hosted payment page of a charge started by `initialize`, when the gateway tells it.
+    pub authorization_url: Option<String>,
 }
 
 pub trait PaymentGateway: Send + Sync {

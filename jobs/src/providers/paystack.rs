@@ -119,6 +119,43 @@ impl Paystack {
     }
 }
 
+/// Whether a refusal says the reference was used before (Paystack: "Duplicate Transaction Reference").
+fn is_duplicate_reference(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("duplicate")
+}
+
+impl Paystack {
+    /// After "Duplicate Transaction Reference" on initialise: the reference's charge, looked up by reference, is
+    /// our own earlier attempt whose answer was lost when it is the same payment (amount and currency) and still
+    /// payable; its page is the answer. Anything else keeps the refusal.
+    async fn recover_session(
+        &self,
+        init: &DepositInit,
+        refusal: String,
+    ) -> ProviderResult<DepositSession> {
+        let charge = match self.verify(&init.reference).await {
+            Ok(charge) => charge,
+            Err(ProviderError::NotFound) => return Err(ProviderError::Declined(refusal)),
+            Err(error) => return Err(error),
+        };
+        let same_payment = charge.amount_minor == init.amount_minor
+            && charge.currency.eq_ignore_ascii_case(init.currency.code());
+        match charge.authorization_url {
+            Some(authorization_url) if same_payment && charge.status == ChargeStatus::Pending => {
+                Ok(DepositSession {
+                    access_code: authorization_url
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    authorization_url,
+                })
+            }
+            _ => Err(ProviderError::Declined(refusal)),
+        }
+    }
+}
+
 fn truncate(text: &str) -> String {
     text.chars().take(300).collect()
 }
@@ -188,15 +225,25 @@ impl PaymentGateway for Paystack {
             "callback_url": init.callback_url,
             "channels": ["card", "bank", "ussd", "bank_transfer"],
         });
+        let init = init.clone();
         Box::pin(async move {
-            let (data, _): (Value, _) = self
+            let answer: ProviderResult<(Value, _)> = self
                 .call(
                     reqwest::Method::POST,
                     "/transaction/initialize",
                     &[],
                     Some(body),
                 )
-                .await?;
+                .await;
+            let data = match answer {
+                Ok((data, _)) => data,
+                // A retry after a lost answer: our earlier attempt started the charge. Look the reference up and
+                // go on with that charge's page, if it is the same payment and still payable.
+                Err(ProviderError::Declined(message)) if is_duplicate_reference(&message) => {
+                    return self.recover_session(&init, message).await;
+                }
+                Err(error) => return Err(error),
+            };
             Ok(DepositSession {
                 authorization_url: str_of(&data, "authorization_url")
                     .ok_or_else(|| ProviderError::Protocol("no authorization_url".into()))?,
@@ -219,6 +266,7 @@ impl PaymentGateway for Paystack {
                 receiver_account_number: data
                     .get("authorization")
                     .and_then(|a| str_of(a, "receiver_bank_account_number")),
+                authorization_url: str_of(&data, "authorization_url"),
                 gateway_response: str_of(&data, "gateway_response").unwrap_or_default(),
                 paid_at: str_of(&data, "paid_at")
                     .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())

@@ -1,11 +1,17 @@
 //! Issue 23: defects found by outside testing (including chaos runs that killed workers and restarted
 //! PostgreSQL). Each test failed before its fix.
 
-use paycore_tests::app::{error_code, spawn_app, TestApp, TestUser};
+use std::time::Duration;
+
+use paycore_tests::{
+    app::{error_code, spawn_app, TestApp, TestUser},
+    eventually,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const BONUS: i64 = 10_000_000;
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// POSTs with the given Idempotency-Key and `Prefer: wait=10`.
 async fn post_keyed(
@@ -101,4 +107,89 @@ async fn the_audit_reports_an_open_operation_that_no_job_can_finish() {
             .any(|f| f.contains(&stuck.to_string()) && f.contains("no job")),
         "{findings:?}"
     );
+}
+
+#[tokio::test]
+async fn initialising_a_deposit_twice_with_one_reference_recovers_the_first_page() {
+    use paycore_jobs::money::Currency;
+    use paycore_jobs::providers::capability::DepositInit;
+    let app = spawn_app().await;
+    let gateway = app.providers().gateway;
+    let init = DepositInit {
+        reference: uuid::Uuid::new_v4().to_string(),
+        email: "ada@example.com".into(),
+        amount_minor: 500_000,
+        currency: Currency::Ngn,
+        callback_url: None,
+    };
+    // The first call reached the gateway but (in the chaos run) its answer was lost with the killed worker.
+    let first = gateway.initialize(&init).await.expect("first initialise");
+    // The rescued job asks again with the same reference: the same page, not "Duplicate Transaction Reference".
+    let again = gateway
+        .initialize(&init)
+        .await
+        .expect("repeated initialise");
+    assert_eq!(again.authorization_url, first.authorization_url);
+    // Another payment under a used reference is still refused.
+    let other = DepositInit {
+        amount_minor: 600_000,
+        ..init.clone()
+    };
+    assert!(gateway.initialize(&other).await.is_err());
+}
+
+#[tokio::test]
+async fn a_deposit_whose_initialisation_runs_twice_still_reaches_its_payment_page() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let deposit: Value = post_keyed(
+        &app,
+        "/api/v1/deposits",
+        &ada,
+        &key,
+        &json!({"wallet_id": ada.wallet_id, "amount": 500_000}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(deposit["status"], "requires_action", "{deposit}");
+    let deposit_id: uuid::Uuid = deposit["deposit_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    // The job's run is repeated as after a rescue: the deposit goes back to `initializing` and the job runs
+    // again, so the gateway sees the same reference a second time.
+    sqlx::query("update deposit set status = 'initializing', authorization_url = null where deposit_id = $1")
+        .bind(deposit_id)
+        .execute(&app.db.pool)
+        .await
+        .expect("reset");
+    sqlx::query("update operation set status = 'pending' where operation_id = $1")
+        .bind(deposit_id)
+        .execute(&app.db.pool)
+        .await
+        .expect("reset");
+    let mut tx = app.db.pool.begin().await.expect("tx");
+    let job =
+        paycore_jobs::engine::NewJob::new(&paycore_jobs::domains::deposit::InitializeDeposit {
+            deposit_id,
+        })
+        .expect("job")
+        .for_operation(deposit_id);
+    paycore_jobs::engine::enqueue_tx(&mut tx, job)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    paycore_jobs::engine::wake(&app.db.pool, &[paycore_jobs::engine::Queue::Payments]).await;
+    let path = format!("/api/v1/deposits/{deposit_id}");
+    let again = eventually(SETTLE, "the deposit is payable again", || async {
+        let body = app.get_json(&path, &ada.access_token).await;
+        (body["status"] != "initializing").then_some(body)
+    })
+    .await;
+    assert_eq!(again["status"], "requires_action", "{again}");
+    assert_eq!(again["authorization_url"], deposit["authorization_url"]);
 }

@@ -230,8 +230,9 @@ pub async fn initialize(
     };
     let session = match providers.gateway.initialize(&init).await {
         Ok(session) => Ok(session),
-        // An earlier attempt reached the gateway but its answer was lost: the page exists; the sweep and the
-        // webhook will settle the deposit, and the customer can start a new one.
+        // A rescued or retried run whose earlier call reached the gateway gets that call's page back from the
+        // adapter (it looks the reference up). A duplicate left here is a reference the gateway holds for another
+        // payment, or one no longer payable: the customer starts a new deposit.
         Err(ProviderError::Declined(message)) if message.to_lowercase().contains("duplicate") => {
             Err(("deposit_unavailable", message))
         }
