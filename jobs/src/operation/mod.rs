@@ -259,6 +259,30 @@ pub async fn fail_tx(
     .await
 }
 
+/// Fails an operation whose effect the provider later undid (a payout returned by the receiving bank after it
+/// succeeded): from an open status or from `succeeded`, never from `failed` or `cancelled`. The one transition out
+/// of a settled status; the compensation (the refund) belongs in the same transaction.
+pub async fn reverse_tx(
+    tx: &mut PgConnection,
+    operation_id: Uuid,
+    code: &str,
+    message: &str,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(AssertSqlSafe(format!(
+        "update operation set status = 'failed', failure_code = $2, failure_message = left($3, 1000),
+             updated_at = now(), settled_at = now()
+         where operation_id = $1 and (status = 'succeeded' or status in {OPEN_STATUSES})"
+    )))
+    .bind(operation_id)
+    .bind(code)
+    .bind(message)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(changed)
+}
+
 pub async fn cancel_tx(tx: &mut PgConnection, operation_id: Uuid) -> Result<bool, sqlx::Error> {
     transition_tx(tx, operation_id, OperationStatus::Cancelled, None, None).await
 }

@@ -193,3 +193,80 @@ async fn a_deposit_whose_initialisation_runs_twice_still_reaches_its_payment_pag
     assert_eq!(again["status"], "requires_action", "{again}");
     assert_eq!(again["authorization_url"], deposit["authorization_url"]);
 }
+
+/// A payout to the sandbox account whose transfer succeeds and is then returned by the receiving bank.
+async fn reversed_payout(app: &TestApp, ada: &TestUser) -> Value {
+    let body: Value = post_keyed(
+        app,
+        "/api/v1/payouts",
+        ada,
+        &uuid::Uuid::new_v4().to_string(),
+        &json!({"wallet_id": ada.wallet_id, "amount": 2_000_000, "bank_code": "058",
+                "account_number": "0000000003", "narration": "rent"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let path = format!(
+        "/api/v1/payouts/{}",
+        body["payout_id"].as_str().expect("id")
+    );
+    eventually(SETTLE, "the payout is reversed", || async {
+        let payout = app.get_json(&path, &ada.access_token).await;
+        (payout["status"] == "reversed").then_some(payout)
+    })
+    .await
+}
+
+async fn assert_reversed_once(app: &TestApp, ada: &TestUser, payout: &Value) {
+    assert_eq!(payout["status"], "reversed", "{payout}");
+    assert_eq!(payout["refunded"], true, "{payout}");
+    assert_eq!(payout["operation_status"], "failed", "{payout}");
+    assert_eq!(payout["failure_code"], "payout_reversed", "{payout}");
+    let refunds = sqlx::query_scalar::<_, i64>(
+        "select count(*) from ledger_transfer where code = 'refund' and operation_id = $1::text::uuid",
+    )
+    .bind(payout["payout_id"].as_str().expect("id"))
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("refunds");
+    assert_eq!(refunds, 2, "amount and fee, once");
+    assert_eq!(app.available(ada).await, BONUS);
+    let findings = app.audit_findings().await;
+    assert!(findings.is_empty(), "ledger audit: {findings:?}");
+}
+
+#[tokio::test]
+async fn a_payout_reversed_after_its_success_was_applied_ends_reversed_with_its_money_back_once() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    // The success webhook is applied first (the payout completes), the reversal later.
+    let payout = reversed_payout(&app, &ada).await;
+    let success_events: i64 = count(
+        &app,
+        "select count(*) from webhook_event where event_type = 'transfer.success'",
+    )
+    .await;
+    assert_eq!(success_events, 1);
+    assert_reversed_once(&app, &ada, &payout).await;
+}
+
+#[tokio::test]
+async fn a_payout_whose_reversal_is_the_first_news_ends_in_the_same_state() {
+    // Webhooks are refused (not from an allowed address) and the status poll comes after the reversal, so the
+    // first thing we learn is that the payout was reversed.
+    let app = paycore_tests::app::spawn_app_with(&[
+        ("WEBHOOK_ALLOWED_IPS", "203.0.113.7"),
+        ("PROVIDER_STATUS_POLL_MS", "2500"),
+    ])
+    .await;
+    let ada = app.register_user("ada").await;
+    let payout = reversed_payout(&app, &ada).await;
+    assert_eq!(
+        count(&app, "select count(*) from webhook_event").await,
+        0,
+        "no webhook was applied"
+    );
+    assert_reversed_once(&app, &ada, &payout).await;
+}

@@ -321,26 +321,36 @@ async fn apply_tx(
             operation::fail_tx(tx, payout_id, "payout_failed", &reason).await?;
             Applied::Failed
         }
+        // A reversal is the payout's last event, whichever order its news arrives in (webhooks, polls): the
+        // payout ends `reversed`, its operation `failed` with `payout_reversed`, the money back once
+        // (docs/providers.md, "Payouts").
         ("processing", PayoutStatus::Reversed) => {
             // Paid and returned before we heard of the success: post, then refund.
             spend::resolve_tx(tx, &row.holds(), true).await?;
             refund_tx(tx, &row, state).await?;
-            operation::fail_tx(
-                tx,
-                payout_id,
-                "payout_reversed",
-                "the receiving bank returned the payout; the amount and fee were refunded",
-            )
-            .await?;
+            reverse_operation_tx(tx, payout_id).await?;
             Applied::Reversed
         }
         ("completed", PayoutStatus::Reversed) => {
             refund_tx(tx, &row, state).await?;
+            reverse_operation_tx(tx, payout_id).await?;
             Applied::Reversed
         }
         _ => Applied::NoChange,
     };
     Ok(applied)
+}
+
+/// The operation of a reversed payout: failed with `payout_reversed`, whether it had succeeded or not.
+async fn reverse_operation_tx(tx: &mut PgConnection, payout_id: Uuid) -> Result<(), sqlx::Error> {
+    operation::reverse_tx(
+        tx,
+        payout_id,
+        "payout_reversed",
+        "the receiving bank returned the payout; the amount and fee were refunded",
+    )
+    .await?;
+    Ok(())
 }
 
 async fn set_status_tx(
