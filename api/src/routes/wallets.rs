@@ -167,22 +167,31 @@ impl WalletsApi {
         row.ok_or_else(not_found)
     }
 
+    /// Freezes (`frozen`) or unfreezes the wallet; an admin's freeze is lifted only by an admin.
     async fn set_status(
         &self,
         caller: BearerAuth,
         wallet_id: &str,
-        status: &str,
+        freeze: bool,
     ) -> ApiResult<Json<WalletBody>> {
         let row = self.find(&caller, wallet_id, true).await?;
-        let row: WalletRow = sqlx::query_as(
-            "update wallet set status = $2, updated_at = now() where wallet_id = $1
-             returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
-                       pin_hash, pin_failed_attempts, pin_locked_until, created_at",
-        )
-        .bind(row.wallet_id)
-        .bind(status)
-        .fetch_one(&self.state.pool)
-        .await?;
+        let by = if caller.0.role == auth::Role::Admin {
+            wallet::FreezeActor::Admin
+        } else {
+            wallet::FreezeActor::Owner
+        };
+        let row = if freeze {
+            wallet::freeze(&self.state.pool, row.wallet_id, by).await?
+        } else {
+            wallet::unfreeze(&self.state.pool, row.wallet_id, by)
+                .await?
+                .map_err(|rejection| match rejection {
+                    wallet::FreezeRejection::FrozenByAdmin => ApiError::forbidden(
+                        "wallet_frozen_by_admin",
+                        "An administrator froze this wallet; only an administrator can unfreeze it.",
+                    ),
+                })?
+        };
         Ok(Json(WalletBody::load(&self.state.pool, &row).await?))
     }
 }
@@ -246,17 +255,18 @@ impl WalletsApi {
         caller: BearerAuth,
         wallet_id: Path<String>,
     ) -> ApiResult<Json<WalletBody>> {
-        self.set_status(caller, &wallet_id, "frozen").await
+        self.set_status(caller, &wallet_id, true).await
     }
 
-    /// Unfreeze a wallet. Owners and admins.
+    /// Unfreeze a wallet. Owners lift their own freeze; a freeze by an admin (or compliance) only an admin can
+    /// lift (403 `wallet_frozen_by_admin`).
     #[oai(path = "/wallets/:wallet_id/unfreeze", method = "post")]
     async fn unfreeze(
         &self,
         caller: BearerAuth,
         wallet_id: Path<String>,
     ) -> ApiResult<Json<WalletBody>> {
-        self.set_status(caller, &wallet_id, "active").await
+        self.set_status(caller, &wallet_id, false).await
     }
 
     /// Set or remove the daily and monthly spending limits (inclusive; amount plus fees count).

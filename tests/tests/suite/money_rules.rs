@@ -199,10 +199,23 @@ async fn admins_may_freeze_any_wallet_and_a_frozen_wallet_can_neither_send_nor_r
         error_code(from_frozen, StatusCode::UNPROCESSABLE_ENTITY).await,
         "wallet_frozen"
     );
-    let unfrozen = app
+    // An admin's freeze is not the owner's to lift (issue 23: this test asserted that bayo could); an admin
+    // lifts it.
+    let refused = app
         .post(
             &format!("/api/v1/wallets/{}/unfreeze", bayo.wallet_id),
             Some(&bayo.access_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "wallet_frozen_by_admin"
+    );
+    let unfrozen = app
+        .post(
+            &format!("/api/v1/wallets/{}/unfreeze", bayo.wallet_id),
+            Some(&admin),
             &json!({}),
         )
         .await;

@@ -270,3 +270,71 @@ async fn a_payout_whose_reversal_is_the_first_news_ends_in_the_same_state() {
     );
     assert_reversed_once(&app, &ada, &payout).await;
 }
+
+async fn wallet_action(
+    app: &TestApp,
+    wallet_id: &str,
+    action: &str,
+    token: &str,
+) -> reqwest::Response {
+    app.post(
+        &format!("/api/v1/wallets/{wallet_id}/{action}"),
+        Some(token),
+        &json!({}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_owner_lifts_their_own_freeze_but_not_one_an_administrator_placed() {
+    let app = spawn_app().await;
+    let ada = app.register_user("ada").await;
+    let admin = app
+        .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
+        .await;
+    let token = ada.access_token.clone();
+    // The owner's own freeze is theirs to lift.
+    assert_eq!(
+        wallet_action(&app, &ada.wallet_id, "freeze", &token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        wallet_action(&app, &ada.wallet_id, "unfreeze", &token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // An admin's freeze holds against the owner, even when the owner froze first or freezes again.
+    assert_eq!(
+        wallet_action(&app, &ada.wallet_id, "freeze", &token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        wallet_action(&app, &ada.wallet_id, "freeze", &admin)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        wallet_action(&app, &ada.wallet_id, "freeze", &token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        error_code(
+            wallet_action(&app, &ada.wallet_id, "unfreeze", &token).await,
+            StatusCode::FORBIDDEN
+        )
+        .await,
+        "wallet_frozen_by_admin"
+    );
+    assert_eq!(app.wallet(&ada, &ada.wallet_id).await["status"], "frozen");
+    let lifted = wallet_action(&app, &ada.wallet_id, "unfreeze", &admin).await;
+    assert_eq!(lifted.status(), StatusCode::OK);
+    assert_eq!(app.wallet(&ada, &ada.wallet_id).await["status"], "active");
+}

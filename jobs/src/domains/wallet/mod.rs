@@ -72,6 +72,66 @@ pub async fn view(pool: &PgPool, wallet: &WalletRow) -> Result<WalletView, sqlx:
     })
 }
 
+/// Who freezes or unfreezes a wallet: its owner, or an admin (or compliance, acting as an admin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeActor {
+    Owner,
+    Admin,
+}
+
+impl FreezeActor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Why an unfreeze was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeRejection {
+    #[error("an administrator froze this wallet; only an administrator can unfreeze it")]
+    FrozenByAdmin,
+}
+
+/// Freezes a wallet. An admin's freeze replaces an owner's; an owner freezing an admin-frozen wallet changes
+/// nothing (the admin's freeze still holds).
+pub async fn freeze(
+    pool: &PgPool,
+    wallet_id: Uuid,
+    by: FreezeActor,
+) -> Result<WalletRow, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "update wallet set status = 'frozen', updated_at = now(),
+             frozen_by = case when $2 = 'admin' or (status = 'frozen' and frozen_by = 'admin') then 'admin'
+                              else 'owner' end
+         where wallet_id = $1 returning {WALLET_COLUMNS}"
+    )))
+    .bind(wallet_id)
+    .bind(by.as_str())
+    .fetch_one(pool)
+    .await
+}
+
+/// Unfreezes a wallet: an owner may lift only their own freeze, an admin any.
+pub async fn unfreeze(
+    pool: &PgPool,
+    wallet_id: Uuid,
+    by: FreezeActor,
+) -> Result<Result<WalletRow, FreezeRejection>, sqlx::Error> {
+    let row: Option<WalletRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "update wallet set status = 'active', frozen_by = null, updated_at = now()
+         where wallet_id = $1 and ($2 = 'admin' or frozen_by is distinct from 'admin')
+         returning {WALLET_COLUMNS}"
+    )))
+    .bind(wallet_id)
+    .bind(by.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.ok_or(FreezeRejection::FrozenByAdmin))
+}
+
 /// The caller's wallet `wallet_id`, or `None` when it does not exist or belongs to someone else.
 pub async fn owned(
     pool: &PgPool,
