@@ -166,6 +166,7 @@ async fn create_once<A: CreateAction>(
 /// How a create ends for the route: a new operation (after waiting for it when the client asked), or the replay
 /// of a stored success.
 pub enum Finished<R> {
+    /// The operation to answer in its current state (new, or replayed).
     Created(Uuid),
     Replayed(R),
 }
@@ -186,11 +187,27 @@ pub async fn finish<T: ParseFromJSON, R>(
             }
             Ok(Finished::Created(created.operation_id))
         }
-        Outcome::Stored { status, body } if status < 300 => Ok(Finished::Replayed(accepted(
-            poem_openapi::payload::Json(replay_body(body)?),
-        ))),
+        // A replayed success answers the resource as it is now, as the first answer would have if it came now:
+        // a replay after the operation settled answers the settled state, not the stored `processing` snapshot.
+        Outcome::Stored { status, body } if status < 300 => match stored_operation_id(&body) {
+            Some(operation_id) => {
+                if let Some(wait) = crate::events::parse_prefer_wait(prefer) {
+                    crate::events::wait_settled(&state.pool, &state.events, operation_id, wait)
+                        .await?;
+                }
+                Ok(Finished::Created(operation_id))
+            }
+            None => Ok(Finished::Replayed(accepted(poem_openapi::payload::Json(
+                replay_body(body)?,
+            )))),
+        },
         Outcome::Stored { status, body } => Err(replay_error(status, body)),
     }
+}
+
+/// The operation a stored success answered (every money resource carries its `operation_id`).
+pub fn stored_operation_id(body: &serde_json::Value) -> Option<Uuid> {
+    body.get("operation_id")?.as_str()?.parse().ok()
 }
 
 /// The stored form of an error, for idempotent replay.

@@ -368,6 +368,16 @@ impl TransfersApi {
             idempotent::Outcome::Created(created) => {
                 self.respond(created.operation_id, None, wait, 201).await
             }
+            // A replayed success answers the transfer as it is now (settled: 201), never a stale snapshot.
+            idempotent::Outcome::Stored { status, body } if status < 300 => {
+                match idempotent::stored_operation_id(&body) {
+                    Some(transfer_id) => {
+                        self.respond(transfer_id, None, Some(wait.unwrap_or(Duration::ZERO)), 201)
+                            .await
+                    }
+                    None => replay(status, body),
+                }
+            }
             idempotent::Outcome::Stored { status, body } => replay(status, body),
         }
     }

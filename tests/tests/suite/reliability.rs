@@ -338,3 +338,55 @@ async fn an_owner_lifts_their_own_freeze_but_not_one_an_administrator_placed() {
     assert_eq!(lifted.status(), StatusCode::OK);
     assert_eq!(app.wallet(&ada, &ada.wallet_id).await["status"], "active");
 }
+
+#[tokio::test]
+async fn a_replay_after_the_operation_settled_answers_the_settled_state() {
+    let app = spawn_app().await;
+    let (ada, bayo) = app.register_pair().await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let first = app
+        .transfer_with_key(&ada, &bayo.account_number, 1_000, json!({}), &key, Some(10))
+        .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first["status"], "completed", "{first}");
+    for wait in [None, Some(5)] {
+        let replay = app
+            .transfer_with_key(&ada, &bayo.account_number, 1_000, json!({}), &key, wait)
+            .await;
+        assert_eq!(replay.status(), StatusCode::CREATED, "wait {wait:?}");
+        let replay: Value = replay.json().await.expect("json");
+        assert_eq!(replay["status"], "completed", "{replay}");
+        assert_eq!(replay["transfer_id"], first["transfer_id"]);
+    }
+    assert_eq!(app.transfer_count().await, 1);
+
+    // The same for a payout, settled through the provider.
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = json!({"wallet_id": ada.wallet_id, "amount": 100_000, "bank_code": "058",
+                      "account_number": "0000000001", "narration": "rent"});
+    let first = post_keyed(&app, "/api/v1/payouts", &ada, &key, &body).await;
+    assert!(first.status().is_success());
+    let first: Value = first.json().await.expect("json");
+    let path = format!(
+        "/api/v1/payouts/{}",
+        first["payout_id"].as_str().expect("id")
+    );
+    eventually(SETTLE, "the payout completes", || async {
+        (app.get_json(&path, &ada.access_token).await["status"] == "completed").then_some(())
+    })
+    .await;
+    let replay = app
+        .client
+        .post(app.url("/api/v1/payouts"))
+        .bearer_auth(&ada.access_token)
+        .header("Idempotency-Key", &key)
+        .json(&body)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    let replay: Value = replay.json().await.expect("json");
+    assert_eq!(replay["status"], "completed", "{replay}");
+    assert_eq!(replay["payout_id"], first["payout_id"]);
+}
