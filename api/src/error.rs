@@ -114,9 +114,20 @@ impl ApiError {
         Self::Unavailable(body("api", code, message, None))
     }
 
-    /// An infrastructure failure: logged in full, answered generically.
+    /// An infrastructure failure: logged in full, answered generically. A lost database (connection refused,
+    /// pool timeout, the server shutting down or restarting) is a 503 `database_unavailable` with `Retry-After`:
+    /// nothing was committed, and the client retries with the same Idempotency-Key.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
+        if database_unavailable(&error) {
+            tracing::warn!(error = format!("{error:#}"), "database unavailable");
+            return Self::Unavailable(body(
+                "api",
+                "database_unavailable",
+                "The service is briefly unavailable; retry the request with the same Idempotency-Key.",
+                None,
+            ));
+        }
         tracing::error!(error = format!("{error:#}"), "internal error");
         Self::Internal(body(
             "api",
@@ -167,6 +178,55 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// Whether an error means the database could not be reached: a connection refused, reset or closed, the pool
+/// timing out or closed, or the server refusing connections while it shuts down or starts (SQLSTATE class 08,
+/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now).
+pub fn database_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(error) = cause.downcast_ref::<sqlx::Error>() {
+            return match error {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+                    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+                }),
+                _ => false,
+            };
+        }
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        })
+    })
+}
+
+/// Every 503 tells the client when to retry.
+pub fn add_retry_after(response: &mut poem::Response) {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(poem::http::header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            poem::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+        );
+    }
+}
+
 /// poem-openapi reports request parsing failures as text; these are its messages (see its `error.rs`).
 fn classify_parse_error(message: &str) -> (&'static str, Option<String>) {
     let named = |prefix: &str| {
@@ -200,6 +260,21 @@ fn bad_request(error: poem::Error) -> ApiError {
     let status = error.status();
     if status == StatusCode::UNAUTHORIZED {
         return ApiError::unauthenticated("unauthenticated", "A valid bearer token is required.");
+    }
+    // The bearer check's own failures (the session lookup could not reach the database) keep their status.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return ApiError::unavailable(
+            "database_unavailable",
+            "The service is briefly unavailable; retry the request with the same Idempotency-Key.",
+        );
+    }
+    if status.is_server_error() {
+        return ApiError::Internal(body(
+            "api",
+            "internal_error",
+            "An internal error occurred.",
+            None,
+        ));
     }
     let param = error
         .downcast_ref::<poem_openapi::error::ParseParamError>()

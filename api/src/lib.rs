@@ -257,6 +257,7 @@ async fn observe<E: Endpoint>(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    error::add_retry_after(&mut response);
     response
 }
 

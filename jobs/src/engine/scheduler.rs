@@ -94,7 +94,8 @@ pub enum ScheduleError {
     InvalidCron { expr: String, reason: String },
     #[error("the cron expression {0:?} has no future tick")]
     NoFutureTick(String),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),

@@ -95,7 +95,8 @@ pub enum LedgerError {
     },
     #[error("a counter would overflow")]
     Overflow,
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 

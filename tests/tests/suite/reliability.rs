@@ -390,3 +390,45 @@ async fn a_replay_after_the_operation_settled_answers_the_settled_state() {
     assert_eq!(replay["status"], "completed", "{replay}");
     assert_eq!(replay["payout_id"], first["payout_id"]);
 }
+
+#[tokio::test]
+async fn a_lost_database_answers_503_with_retry_after_and_the_request_id() {
+    let app = paycore_tests::app::spawn_api_only(&[]).await;
+    let ada = app.register_user("ada").await;
+    // The api's connections go away, as while PostgreSQL restarts.
+    app.db.pool.close().await;
+    let requests = [
+        app.client
+            .get(app.url("/api/v1/wallets"))
+            .bearer_auth(&ada.access_token),
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": ada.email, "password": ada.password})),
+        app.client
+            .post(app.url("/api/v1/transfers"))
+            .bearer_auth(&ada.access_token)
+            .header("Idempotency-Key", "during-the-restart")
+            .json(
+                &json!({"from_wallet_id": ada.wallet_id, "to_account_number": ada.account_number,
+                          "amount": 1_000, "currency": "NGN"}),
+            ),
+    ];
+    for request in requests {
+        let response = request
+            .header("x-request-id", "req-during-restart")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.headers()["x-request-id"],
+            "req-during-restart",
+            "the client keeps the request id to report and retry"
+        );
+        let retry_after = response.headers().get("retry-after").cloned();
+        assert_eq!(
+            error_code(response, StatusCode::SERVICE_UNAVAILABLE).await,
+            "database_unavailable"
+        );
+        assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"2"[..]));
+    }
+}

@@ -22,7 +22,8 @@ pub enum LoginOutcome {
 pub enum AccountError {
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("the code is not valid")]
     Code(Check),

@@ -271,7 +271,8 @@ pub enum AuthError {
     Token(#[from] jsonwebtoken::errors::Error),
     #[error("password hashing failed")]
     Hash(String),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 

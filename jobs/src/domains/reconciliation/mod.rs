@@ -277,7 +277,8 @@ async fn reconcile(
 enum ReconcileError {
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 

@@ -107,7 +107,8 @@ impl TransferRejection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Ledger(#[from] LedgerError),

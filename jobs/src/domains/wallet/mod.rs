@@ -201,7 +201,8 @@ pub enum WalletError {
     AlreadyExists,
     #[error("no free account number could be found")]
     NoAccountNumber,
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 
@@ -297,7 +298,8 @@ pub enum RegisterError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Ledger(#[from] ledger::LedgerError),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 

@@ -30,7 +30,8 @@ pub enum WebhookAck {
 pub enum WebhookError {
     #[error(transparent)]
     Rejected(#[from] WebhookRejection),
-    #[error(transparent)]
+    // Not `transparent`: the sqlx error stays in the source chain, where the api recognises a lost database.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 
