@@ -19,7 +19,6 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_process_env()?;
     paycore_jobs::platform::telemetry::init(config.log_format);
     let pool = app::connect_and_migrate(&config).await?;
-    app::ensure_configured_admin(&pool, &config).await?;
     app::seed_demo_data(&pool, &config).await?;
 
     // One signal stops all three parts.

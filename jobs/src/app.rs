@@ -78,12 +78,15 @@ pub fn schedules() -> Vec<ScheduleDef> {
     schedules
 }
 
-/// Connects (provisioning a local PostgreSQL when no `DATABASE_URL` is set) and applies migrations.
+/// Connects (provisioning a local PostgreSQL when no `DATABASE_URL` is set), applies migrations and ensures the
+/// configured admin (`ADMIN_EMAIL` / `ADMIN_PASSWORD`): every process that starts on the database does both, so
+/// whichever starts first (api, worker, scheduler or `paycore-dev`) creates the admin.
 pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
     let configured = config.database_url.as_ref().map(|url| url.expose());
     let url = devdb::ensure_database_url(configured, LOCAL_DATABASE).await?;
     let pool = db::connect(&url, config.database_max_connections).await?;
     db::migrate(&pool).await?;
+    ensure_configured_admin(&pool, config).await?;
     Ok(pool)
 }
 

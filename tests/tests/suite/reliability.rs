@@ -432,3 +432,44 @@ async fn a_lost_database_answers_503_with_retry_after_and_the_request_id() {
         assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"2"[..]));
     }
 }
+
+#[tokio::test]
+async fn paycore_api_creates_the_admin_named_by_admin_email_and_admin_password() {
+    let db = paycore_tests::TestDb::new().await.expect("test database");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        listener.local_addr().expect("address").port()
+    };
+    let port_text = port.to_string();
+    let _api = paycore_tests::Process::spawn(
+        "paycore-api",
+        "reliability-api-admin",
+        &db.url,
+        &[],
+        &[
+            ("HOST", "127.0.0.1"),
+            ("PORT", &port_text),
+            ("ADMIN_EMAIL", "ops@example.com"),
+            ("ADMIN_PASSWORD", "configured admin pw"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let login = eventually(SETTLE, "the configured admin signs in", || async {
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
+            .json(&json!({"email": "ops@example.com", "password": "configured admin pw"}))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == StatusCode::OK).then_some(response)
+    })
+    .await;
+    let body: Value = login.json().await.expect("json");
+    assert!(body["access_token"].is_string(), "{body}");
+    let role: String =
+        sqlx::query_scalar("select role from app_user where email = 'ops@example.com'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("admin row");
+    assert_eq!(role, "admin");
+}
