@@ -56,6 +56,9 @@ pub fn ensure_local_postgres() -> anyhow::Result<LocalPostgres> {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&cluster))?;
+            let canonical = cluster.canonicalize()?;
+            let ancestors: Vec<&Path> = canonical.ancestors().skip(1).collect();
+            allow_traversal(&ancestors)?;
         }
         tracing::info!(path = %data.display(), "initialising a local PostgreSQL cluster");
         run(pg_command(&bin, "initdb", as_root)
@@ -225,4 +228,21 @@ fn choose_port(root: &Path) -> anyhow::Result<u16> {
         .context("no free port for the local PostgreSQL")?;
     fs::write(&file, port.to_string())?;
     Ok(port)
+}
+
+/// Lets the `postgres` user reach a cluster that root created: a checkout in a private folder (`mktemp -d` makes
+/// one with mode 0700) would otherwise stop `initdb`, run as `postgres`, at the folder's door. Only the search bit
+/// for others is added, so the folders' contents stay unlisted.
+fn allow_traversal(folders: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for folder in folders {
+        let mut permissions = fs::metadata(folder)?.permissions();
+        let mode = permissions.mode();
+        if mode & 0o001 == 0 {
+            permissions.set_mode(mode | 0o001);
+            fs::set_permissions(folder, permissions)
+                .with_context(|| format!("cannot let postgres through {}", folder.display()))?;
+        }
+    }
+    Ok(())
 }
