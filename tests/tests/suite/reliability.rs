@@ -42,7 +42,10 @@ async fn count(app: &TestApp, sql: &'static str) -> i64 {
 #[tokio::test]
 async fn a_payout_or_bill_payment_refused_for_insufficient_funds_writes_no_operation() {
     let app = spawn_app().await;
-    let (ada, bayo) = app.register_pair().await;
+    let (ada, bayo) = (
+        app.register_verified_user("ada").await,
+        app.register_verified_user("bayo").await,
+    );
     // Ada sends most of her bonus away (₦98,000 and its 1 % fee), keeping ₦1,020.
     let sent = app
         .transfer(&ada, &bayo.account_number, 9_800_000, json!({}))
@@ -89,7 +92,7 @@ async fn a_payout_or_bill_payment_refused_for_insufficient_funds_writes_no_opera
 #[tokio::test]
 async fn the_audit_reports_an_open_operation_that_no_job_can_finish() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let clean = app.audit_findings().await;
     assert!(clean.is_empty(), "{clean:?}");
     let stuck: uuid::Uuid = sqlx::query_scalar(
@@ -141,7 +144,7 @@ async fn initialising_a_deposit_twice_with_one_reference_recovers_the_first_page
 #[tokio::test]
 async fn a_deposit_whose_initialisation_runs_twice_still_reaches_its_payment_page() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let key = uuid::Uuid::new_v4().to_string();
     let deposit: Value = post_keyed(
         &app,
@@ -240,7 +243,7 @@ async fn assert_reversed_once(app: &TestApp, ada: &TestUser, payout: &Value) {
 #[tokio::test]
 async fn a_payout_reversed_after_its_success_was_applied_ends_reversed_with_its_money_back_once() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     // The success webhook is applied first (the payout completes), the reversal later.
     let payout = reversed_payout(&app, &ada).await;
     let success_events: i64 = count(
@@ -261,7 +264,7 @@ async fn a_payout_whose_reversal_is_the_first_news_ends_in_the_same_state() {
         ("PROVIDER_STATUS_POLL_MS", "2500"),
     ])
     .await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let payout = reversed_payout(&app, &ada).await;
     assert_eq!(
         count(&app, "select count(*) from webhook_event").await,
@@ -288,7 +291,7 @@ async fn wallet_action(
 #[tokio::test]
 async fn an_owner_lifts_their_own_freeze_but_not_one_an_administrator_placed() {
     let app = spawn_app().await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     let admin = app
         .admin_token(paycore_jobs::domains::identity::auth::Role::Admin)
         .await;
@@ -342,7 +345,10 @@ async fn an_owner_lifts_their_own_freeze_but_not_one_an_administrator_placed() {
 #[tokio::test]
 async fn a_replay_after_the_operation_settled_answers_the_settled_state() {
     let app = spawn_app().await;
-    let (ada, bayo) = app.register_pair().await;
+    let (ada, bayo) = (
+        app.register_verified_user("ada").await,
+        app.register_verified_user("bayo").await,
+    );
     let key = uuid::Uuid::new_v4().to_string();
     let first = app
         .transfer_with_key(&ada, &bayo.account_number, 1_000, json!({}), &key, Some(10))
@@ -394,7 +400,7 @@ async fn a_replay_after_the_operation_settled_answers_the_settled_state() {
 #[tokio::test]
 async fn a_lost_database_answers_503_with_retry_after_and_the_request_id() {
     let app = paycore_tests::app::spawn_api_only(&[]).await;
-    let ada = app.register_user("ada").await;
+    let ada = app.register_verified_user("ada").await;
     // The api's connections go away, as while PostgreSQL restarts.
     app.db.pool.close().await;
     let requests = [
