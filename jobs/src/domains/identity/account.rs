@@ -251,6 +251,14 @@ pub async fn resend_verification(
     Ok(())
 }
 
+/// The user whose address this is, compared without case.
+async fn user_id_by_email(pool: &PgPool, email: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select user_id from app_user where lower(email) = lower($1)")
+        .bind(email.trim())
+        .fetch_optional(pool)
+        .await
+}
+
 /// Starts a password reset: a code goes to the address if it belongs to a user. The answer never says whether
 /// it does (and a throttled request is silently dropped for the same reason).
 pub async fn forgot_password(
@@ -258,11 +266,7 @@ pub async fn forgot_password(
     config: &Config,
     email: &str,
 ) -> Result<(), AccountError> {
-    let user: Option<Uuid> =
-        sqlx::query_scalar("select user_id from app_user where lower(email) = lower($1)")
-            .bind(email.trim())
-            .fetch_optional(pool)
-            .await?;
+    let user = user_id_by_email(pool, email).await?;
     let Some(user_id) = user else {
         return Ok(());
     };
@@ -293,11 +297,7 @@ pub async fn reset_password(
     code: &str,
     new_password: &str,
 ) -> Result<(), AccountError> {
-    let user: Option<Uuid> =
-        sqlx::query_scalar("select user_id from app_user where lower(email) = lower($1)")
-            .bind(email.trim())
-            .fetch_optional(pool)
-            .await?;
+    let user = user_id_by_email(pool, email).await?;
     let Some(user_id) = user else {
         return Err(AccountError::Code(Check::NotFound));
     };
