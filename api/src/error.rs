@@ -5,7 +5,7 @@
 //! produces on its own (unknown route, wrong method, oversize body) is reshaped by the `observe` middleware with
 //! `from_status`. A 500 never carries its cause: the cause chain is logged with the request id.
 
-use poem::http::StatusCode;
+use poem::{error::ResponseError, http::StatusCode, IntoResponse};
 use poem_openapi::{payload::Json, ApiResponse, Object};
 
 #[derive(Debug, Clone, Object)]
@@ -19,6 +19,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// The request field the error is about, when there is one.
     #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub param: Option<String>,
 }
 
@@ -45,6 +46,9 @@ pub enum ApiError {
     /// The request conflicts with the current state, or one with the same idempotency key is in flight.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is not JSON (`Content-Type` missing or another media type).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Well-formed but refused by a business rule.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
@@ -60,6 +64,49 @@ pub enum ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A body field whose JSON type is not the one documented.
+#[derive(Debug)]
+pub struct FieldTypeError {
+    /// The field's path in the body, such as `email` or `items[2].amount`; empty for the body itself.
+    pub field: String,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for FieldTypeError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(formatter, "The body must be {}.", self.expected)
+        } else {
+            write!(formatter, "`{}` must be {}.", self.field, self.expected)
+        }
+    }
+}
+
+impl std::error::Error for FieldTypeError {}
+
+impl FieldTypeError {
+    /// The error in the API's shape: `400 malformed_body`, naming the field.
+    pub fn to_api_error(&self) -> ApiError {
+        let param = (!self.field.is_empty()).then_some(self.field.as_str());
+        ApiError::BadRequest(body(
+            "invalid_request",
+            "malformed_body",
+            self.to_string(),
+            param,
+        ))
+    }
+}
+
+impl ResponseError for FieldTypeError {
+    fn status(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    fn as_response(&self) -> poem::Response {
+        self.to_api_error().into_response()
+    }
+}
 
 fn body(
     kind: &str,
@@ -276,13 +323,22 @@ fn bad_request(error: poem::Error) -> ApiError {
             None,
         ));
     }
+    if let Some(mismatch) = error.downcast_ref::<FieldTypeError>() {
+        return mismatch.to_api_error();
+    }
+    if error.is::<poem_openapi::error::ContentTypeError>() {
+        return ApiError::UnsupportedMediaType(body(
+            "invalid_request",
+            "unsupported_content_type",
+            format!("{message}; send JSON with `Content-Type: application/json`."),
+            None,
+        ));
+    }
     let param = error
         .downcast_ref::<poem_openapi::error::ParseParamError>()
         .map(|e| e.name.to_owned());
     let code = if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
         "malformed_body"
-    } else if error.is::<poem_openapi::error::ContentTypeError>() {
-        "unsupported_content_type"
     } else if param.is_some() {
         "invalid_parameter"
     } else {

@@ -218,6 +218,7 @@ pub fn error_parts(error: &ApiError) -> (u16, serde_json::Value) {
         ApiError::Forbidden(body) => (403, body),
         ApiError::NotFound(body) => (404, body),
         ApiError::Conflict(body) => (409, body),
+        ApiError::UnsupportedMediaType(body) => (415, body),
         ApiError::Unprocessable(body) => (422, body),
         ApiError::TooManyRequests(body, _) => (429, body),
         ApiError::Internal(body) => (500, body),

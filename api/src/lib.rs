@@ -19,8 +19,11 @@ pub mod error;
 pub mod events;
 pub mod idempotent;
 pub mod metrics;
+pub mod payload;
 pub mod rate_limit;
+pub mod route_table;
 pub mod routes;
+pub mod schema;
 pub mod security;
 pub mod system;
 
@@ -131,6 +134,11 @@ pub fn api_service(state: &AppState) -> OpenApiService<Apis, ()> {
 /// The whole HTTP application.
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api_service(&state);
+    let document = serde_json::from_str(&service.spec()).unwrap_or_default();
+    let routes = Arc::new(
+        route_table::RouteTable::from_openapi(&document)
+            .with("/api/v1/webhooks/paystack", &["post"]),
+    );
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let metrics = Arc::clone(&state.metrics);
@@ -155,7 +163,8 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
         .around(move |next, request| {
             let metrics = Arc::clone(&metrics);
-            async move { Ok(observe(next, request, &metrics).await) }
+            let routes = Arc::clone(&routes);
+            async move { Ok(observe(next, request, &metrics, &routes).await) }
         })
 }
 
@@ -190,6 +199,7 @@ async fn observe<E: Endpoint>(
     next: Arc<E>,
     mut request: Request,
     metrics: &metrics::Metrics,
+    routes: &route_table::RouteTable,
 ) -> Response {
     let started = Instant::now();
     let request_id = request
@@ -258,6 +268,13 @@ async fn observe<E: Endpoint>(
         response.headers_mut().insert("x-request-id", value);
     }
     error::add_retry_after(&mut response);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(allow) = routes.allow(&path) {
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+    }
     response
 }
 

@@ -55,6 +55,11 @@ pub fn test_config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
 }
 
 /// The api with workers on every queue.
+/// The repository's root folder.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }

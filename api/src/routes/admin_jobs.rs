@@ -16,6 +16,7 @@ use poem_openapi::{
 };
 
 use super::{parse_id, ApiTag};
+use crate::payload::Body;
 use crate::{
     error::{ApiError, ApiResult},
     security::BearerAuth,
@@ -29,14 +30,21 @@ pub struct AdminJobsApi {
 /// The filter every job listing and bulk action takes.
 #[derive(Debug, Clone, Default, Object)]
 pub struct JobFilterBody {
+    #[oai(nullable)]
     pub queue: Option<String>,
     /// pending, scheduled, running, retrying, dead, cancelled or done.
+    #[oai(nullable)]
     pub state: Option<String>,
+    #[oai(nullable)]
     pub kind: Option<String>,
+    #[oai(nullable)]
     pub operation_id: Option<String>,
     /// Text searched in the job's arguments.
+    #[oai(nullable)]
     pub args_contains: Option<String>,
+    #[oai(nullable)]
     pub run_after: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(nullable)]
     pub run_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -95,15 +103,22 @@ pub struct JobBody {
     pub id: String,
     pub queue: String,
     pub state: String,
+    #[oai(nullable)]
     pub kind: Option<String>,
+    #[oai(nullable)]
     pub operation_id: Option<String>,
+    #[oai(nullable)]
     pub args: Option<serde_json::Value>,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub worker: Option<String>,
+    #[oai(nullable)]
     pub locked_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(nullable)]
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(nullable)]
     pub last_result: Option<serde_json::Value>,
 }
 
@@ -132,9 +147,11 @@ pub struct AttemptBody {
     pub attempt: i32,
     pub worker: String,
     pub outcome: String,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub retry_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -142,6 +159,7 @@ pub struct AttemptBody {
 pub struct JobEventBody {
     pub action: String,
     pub actor: String,
+    #[oai(nullable)]
     pub detail: Option<String>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
@@ -182,6 +200,7 @@ pub struct BulkActionRequest {
 pub struct QueueBody {
     pub queue: String,
     pub counts: std::collections::BTreeMap<String, i64>,
+    #[oai(nullable)]
     pub oldest_due_job_age_ms: Option<i64>,
 }
 
@@ -195,7 +214,9 @@ pub struct ScheduleBody {
     pub origin: String,
     pub enabled: bool,
     pub next_tick_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub last_tick_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(nullable)]
     pub last_fired_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -224,6 +245,7 @@ pub struct AuditEntryBody {
     pub action: String,
     pub targets: serde_json::Value,
     pub detail: serde_json::Value,
+    #[oai(nullable)]
     pub ip: Option<String>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
@@ -327,7 +349,7 @@ impl AdminJobsApi {
         run_after: Query<Option<chrono::DateTime<chrono::Utc>>>,
         run_before: Query<Option<chrono::DateTime<chrono::Utc>>>,
         starting_after: Query<Option<String>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<JobPage>> {
         caller.require_admin_read()?;
         let filter = JobFilterBody {
@@ -447,7 +469,7 @@ impl AdminJobsApi {
         &self,
         caller: BearerAuth,
         request: &Request,
-        body: Json<BulkActionRequest>,
+        body: Body<BulkActionRequest>,
     ) -> ApiResult<Json<ActionResultBody>> {
         let principal = caller.require_admin_write()?;
         let action = parse_action(&body.action)?;
@@ -544,7 +566,7 @@ impl AdminJobsApi {
         &self,
         caller: BearerAuth,
         before: Query<Option<i64>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<AuditEntryBody>>> {
         caller.require_admin_read()?;
         let entries = admin_audit::list(&self.state.pool, before.0, limit.0.unwrap_or(50)).await?;

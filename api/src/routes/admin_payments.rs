@@ -17,6 +17,7 @@ use super::{
     payouts::{list_payouts, PayoutBody, PayoutList, PayoutsApi},
     ApiTag,
 };
+use crate::payload::Body;
 use crate::{
     error::{ApiError, ApiResult},
     security::BearerAuth,
@@ -53,7 +54,9 @@ pub struct MismatchBody {
     /// deposit, payout or bill_payment.
     pub record: String,
     pub reference: String,
+    #[oai(nullable)]
     pub ours: Option<i64>,
+    #[oai(nullable)]
     pub theirs: Option<i64>,
     pub detail: String,
 }
@@ -68,8 +71,10 @@ pub struct ReportBody {
     pub status: String,
     pub matched: i32,
     pub mismatches: Vec<MismatchBody>,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -170,7 +175,10 @@ impl AdminPaymentsApi {
         &self,
         caller: BearerAuth,
         status: Query<Option<String>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<PayoutList>> {
         caller.require_admin_read()?;
@@ -191,6 +199,9 @@ impl AdminPaymentsApi {
         &self,
         caller: BearerAuth,
         request: &Request,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         payout_id: Path<String>,
     ) -> ApiResult<Json<PayoutBody>> {
         self.decide(&caller, request, &payout_id, Decision::Approve, "")
@@ -203,8 +214,11 @@ impl AdminPaymentsApi {
         &self,
         caller: BearerAuth,
         request: &Request,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         payout_id: Path<String>,
-        body: Json<DecisionRequest>,
+        body: Body<DecisionRequest>,
     ) -> ApiResult<Json<PayoutBody>> {
         self.decide(&caller, request, &payout_id, Decision::Reject, &body.note)
             .await
@@ -215,7 +229,7 @@ impl AdminPaymentsApi {
     async fn reconcile(
         &self,
         caller: BearerAuth,
-        body: Json<ReconciliationRequest>,
+        body: Body<ReconciliationRequest>,
     ) -> ApiResult<ReportAccepted> {
         let principal = caller.require_admin_write()?;
         let provider = ProviderName::parse(body.provider.trim()).ok_or_else(|| {
@@ -250,7 +264,7 @@ impl AdminPaymentsApi {
     async fn reports(
         &self,
         caller: BearerAuth,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<ReportList>> {
         caller.require_admin_read()?;
         let limit = super::list_limit(limit.0)?;
@@ -265,6 +279,9 @@ impl AdminPaymentsApi {
     async fn report(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         report_id: Path<String>,
     ) -> ApiResult<Json<ReportBody>> {
         caller.require_admin_read()?;

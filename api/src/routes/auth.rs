@@ -10,6 +10,7 @@ use poem::Request;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::{wallets::WalletBody, ApiTag, NoContent};
+use crate::payload::Body;
 use crate::{
     error::{ApiError, ApiResult},
     security::BearerAuth,
@@ -23,6 +24,7 @@ pub struct AuthApi {
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
     pub email: String,
+    #[oai(nullable)]
     pub phone: Option<String>,
     pub password: String,
     pub full_name: String,
@@ -192,6 +194,7 @@ impl From<TokenPair> for TokensBody {
 pub struct UserBody {
     pub user_id: String,
     pub email: String,
+    #[oai(nullable)]
     pub phone: Option<String>,
     pub full_name: String,
     pub role: String,
@@ -302,7 +305,7 @@ impl AuthApi {
     async fn register(
         &self,
         request: &Request,
-        body: Json<RegisterRequest>,
+        body: Body<RegisterRequest>,
     ) -> ApiResult<RegisterResponse> {
         let body = body.0;
         let email = Email::parse(&body.email).ok_or_else(|| {
@@ -377,7 +380,7 @@ impl AuthApi {
     /// Sign in with email and password. Accounts with two-step sign-in get `202` and an e-mailed code instead
     /// of tokens. A sign-in from a new device is reported to the account's owner.
     #[oai(path = "/auth/login", method = "post")]
-    async fn login(&self, request: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
+    async fn login(&self, request: &Request, body: Body<LoginRequest>) -> ApiResult<LoginResponse> {
         if body.password.chars().count() > PASSWORD_CHARS_MAX {
             return Err(auth_error(AuthError::InvalidCredentials));
         }
@@ -408,7 +411,7 @@ impl AuthApi {
     async fn login_verify(
         &self,
         request: &Request,
-        body: Json<TwoStepVerifyRequest>,
+        body: Body<TwoStepVerifyRequest>,
     ) -> ApiResult<Json<TokensBody>> {
         let challenge_id = super::parse_id(&body.challenge_id, "challenge_id")?;
         if !code_shape_ok(&body.code) {
@@ -433,7 +436,7 @@ impl AuthApi {
     async fn verify_email(
         &self,
         caller: BearerAuth,
-        body: Json<CodeRequest>,
+        body: Body<CodeRequest>,
     ) -> ApiResult<NoContent> {
         if !code_shape_ok(&body.code) {
             return Err(invalid_code_format());
@@ -461,7 +464,7 @@ impl AuthApi {
     /// Start a password reset: a code is e-mailed if the address belongs to an account (the answer is the same
     /// either way).
     #[oai(path = "/auth/password/forgot", method = "post")]
-    async fn forgot_password(&self, body: Json<ForgotPasswordRequest>) -> ApiResult<Accepted> {
+    async fn forgot_password(&self, body: Body<ForgotPasswordRequest>) -> ApiResult<Accepted> {
         if body.email.len() > 254 {
             return Err(ApiError::invalid(
                 "invalid_email",
@@ -477,7 +480,7 @@ impl AuthApi {
 
     /// Finish a password reset with the e-mailed code; every session is signed out.
     #[oai(path = "/auth/password/reset", method = "post")]
-    async fn reset_password(&self, body: Json<ResetPasswordRequest>) -> ApiResult<NoContent> {
+    async fn reset_password(&self, body: Body<ResetPasswordRequest>) -> ApiResult<NoContent> {
         check_password(&body.new_password, "new_password")?;
         if !code_shape_ok(&body.code) {
             return Err(invalid_code_format());
@@ -499,7 +502,7 @@ impl AuthApi {
     async fn set_two_step(
         &self,
         caller: BearerAuth,
-        body: Json<TwoStepSettingRequest>,
+        body: Body<TwoStepSettingRequest>,
     ) -> ApiResult<NoContent> {
         if body.password.chars().count() > PASSWORD_CHARS_MAX {
             return Err(account_error(AccountError::WrongPassword));
@@ -517,7 +520,7 @@ impl AuthApi {
 
     /// Exchange a refresh token for a new pair. Each refresh token works once; reusing one revokes its session.
     #[oai(path = "/auth/refresh", method = "post")]
-    async fn refresh(&self, body: Json<RefreshRequest>) -> ApiResult<Json<TokensBody>> {
+    async fn refresh(&self, body: Body<RefreshRequest>) -> ApiResult<Json<TokensBody>> {
         let pair = auth::refresh(&self.state.pool, &self.state.keys, &body.refresh_token)
             .await
             .map_err(auth_error)?;
@@ -547,7 +550,7 @@ impl AuthApi {
     async fn change_password(
         &self,
         caller: BearerAuth,
-        body: Json<ChangePasswordRequest>,
+        body: Body<ChangePasswordRequest>,
     ) -> ApiResult<NoContent> {
         check_password(&body.new_password, "new_password")?;
         if body.current_password.chars().count() > PASSWORD_CHARS_MAX {

@@ -17,6 +17,8 @@ use super::{
     amount_of, list_limit, parse_id, provider_error, spend_error, transfers::Money, ApiTag,
     NoContent,
 };
+use crate::payload::Body;
+use crate::schema::{IdText, MinorUnits};
 use crate::{
     error::{ApiError, ApiResult},
     idempotent::{self, CreateAction, CreateError, Created, Finished},
@@ -45,9 +47,12 @@ pub struct BillerBody {
     /// airtime, data, electricity or cable_tv.
     pub category: String,
     /// prepaid or postpaid, for electricity.
+    #[oai(nullable)]
     pub meter_type: Option<String>,
     /// Any-amount range (minor units); absent for package-only billers.
+    #[oai(nullable)]
     pub min_amount: Option<i64>,
+    #[oai(nullable)]
     pub max_amount: Option<i64>,
     /// How PayCore charges: e.g. "₦20 flat" or "1 %, at most ₦100".
     pub fee: String,
@@ -120,6 +125,7 @@ pub struct ValidateRequest {
     pub biller_code: String,
     pub customer_id: String,
     /// For package billers, the package to validate against (the first one otherwise).
+    #[oai(nullable)]
     pub package_code: Option<String>,
 }
 
@@ -129,23 +135,28 @@ pub struct ValidateBody {
     pub biller_code: String,
     pub customer_id: String,
     pub customer_name: String,
+    #[oai(nullable)]
     pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateBillPaymentRequest {
     /// An NGN wallet of the caller.
-    pub wallet_id: String,
+    pub wallet_id: IdText,
     pub biller_code: String,
     /// Phone number, meter number or smart card number.
     pub customer_id: String,
     /// Minor units, for any-amount billers (airtime, electricity).
-    pub amount: Option<i64>,
+    #[oai(nullable)]
+    pub amount: Option<MinorUnits>,
     /// For package billers (data, cable TV); the package sets the amount.
+    #[oai(nullable)]
     pub package_code: Option<String>,
     /// Required when the wallet has a PIN.
+    #[oai(nullable)]
     pub pin: Option<String>,
     /// Save the customer as a beneficiary under this nickname.
+    #[oai(nullable)]
     pub beneficiary_nickname: Option<String>,
 }
 
@@ -156,22 +167,30 @@ pub struct BillPaymentBody {
     /// processing, completed or failed.
     pub status: String,
     pub operation_status: String,
+    #[oai(nullable)]
     pub failure_code: Option<String>,
+    #[oai(nullable)]
     pub failure_message: Option<String>,
     pub wallet_id: String,
     pub biller_code: String,
     pub biller_name: String,
     pub category: String,
+    #[oai(nullable)]
     pub package_code: Option<String>,
     pub customer_id: String,
+    #[oai(nullable)]
     pub customer_name: Option<String>,
     pub amount: Money,
     pub fee: Money,
     /// The electricity token, once vended.
+    #[oai(nullable)]
     pub token: Option<String>,
+    #[oai(nullable)]
     pub token_units: Option<String>,
+    #[oai(nullable)]
     pub provider_reference: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -241,8 +260,10 @@ pub struct BeneficiaryBody {
     pub biller_code: String,
     pub customer_id: String,
     pub nickname: String,
+    #[oai(nullable)]
     pub customer_name: Option<String>,
     pub usage_count: i32,
+    #[oai(nullable)]
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -402,7 +423,7 @@ impl BillsApi {
     async fn validate(
         &self,
         _caller: BearerAuth,
-        body: Json<ValidateRequest>,
+        body: Body<ValidateRequest>,
     ) -> ApiResult<Json<ValidateBody>> {
         let biller = biller_of(&body.biller_code)?;
         let customer = customer_of(biller, &body.customer_id)?;
@@ -435,9 +456,10 @@ impl BillsApi {
     async fn pay(
         &self,
         caller: BearerAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
-        body: Json<CreateBillPaymentRequest>,
+        body: Body<CreateBillPaymentRequest>,
     ) -> ApiResult<BillPaymentResponse> {
         let key = idempotent::check_key(&idempotency_key)?;
         let wallet_id = parse_id(&body.wallet_id, "wallet_id")?;
@@ -455,7 +477,7 @@ impl BillsApi {
                 (Some(package), amount_of(package.amount_minor)?)
             }
             (None, Some(amount), Some(_)) => {
-                let amount: Amount = amount_of(amount)?;
+                let amount: Amount = amount_of(amount.0)?;
                 if amount.minor() < biller.min_minor || amount.minor() > biller.max_minor {
                     return Err(ApiError::invalid(
                         "amount_out_of_range",
@@ -548,6 +570,9 @@ impl BillsApi {
     async fn payment(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         payment_id: Path<String>,
     ) -> ApiResult<Json<BillPaymentBody>> {
         let not_found = || ApiError::not_found("bill_payment_not_found", "No such bill payment.");
@@ -566,7 +591,10 @@ impl BillsApi {
         caller: BearerAuth,
         category: Query<Option<String>>,
         status: Query<Option<String>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<BillPaymentList>> {
         let limit = list_limit(limit.0)?;
@@ -632,7 +660,7 @@ impl BillsApi {
     async fn save_beneficiary(
         &self,
         caller: BearerAuth,
-        body: Json<CreateBeneficiaryRequest>,
+        body: Body<CreateBeneficiaryRequest>,
     ) -> ApiResult<BeneficiaryCreated> {
         let biller = biller_of(&body.biller_code)?;
         let customer = customer_of(biller, &body.customer_id)?;
@@ -662,6 +690,9 @@ impl BillsApi {
     async fn delete_beneficiary(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         beneficiary_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let not_found = || ApiError::not_found("beneficiary_not_found", "No such beneficiary.");

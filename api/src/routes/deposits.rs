@@ -13,6 +13,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{amount_of, list_limit, parse_id, transfers::Money, ApiTag};
+use crate::payload::Body;
+use crate::schema::{IdText, MinorUnits};
 use crate::{
     error::{ApiError, ApiResult},
     events,
@@ -31,10 +33,11 @@ const RETURN_URL_CHARS_MAX: usize = 500;
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateDepositRequest {
     /// An NGN wallet of the caller.
-    pub wallet_id: String,
+    pub wallet_id: IdText,
     /// Minor units (kobo), at least 10000 (₦100).
-    pub amount: i64,
+    pub amount: MinorUnits,
     /// Where the payment page sends the customer afterwards (http or https).
+    #[oai(nullable)]
     pub return_url: Option<String>,
 }
 
@@ -45,7 +48,9 @@ pub struct DepositBody {
     /// initializing, requires_action (pay at `authorization_url`), completed or failed.
     pub status: String,
     pub operation_status: String,
+    #[oai(nullable)]
     pub failure_code: Option<String>,
+    #[oai(nullable)]
     pub failure_message: Option<String>,
     /// card (hosted page) or bank_transfer (into the wallet's account number).
     pub channel: String,
@@ -55,10 +60,12 @@ pub struct DepositBody {
     /// The deposit fee (1.5 %, at most ₦2,000); the wallet is credited `amount - fee`.
     pub fee: Money,
     /// The gateway's hosted payment page.
+    #[oai(nullable)]
     pub authorization_url: Option<String>,
     /// The gateway's reference.
     pub reference: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -169,13 +176,14 @@ impl DepositsApi {
     async fn create(
         &self,
         caller: BearerAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
-        body: Json<CreateDepositRequest>,
+        body: Body<CreateDepositRequest>,
     ) -> ApiResult<DepositResponse> {
         let key = idempotent::check_key(&idempotency_key)?;
         let wallet_id = parse_id(&body.wallet_id, "wallet_id")?;
-        let amount = amount_of(body.amount)?;
+        let amount = amount_of(body.amount.0)?;
         if amount.minor() < 10_000 {
             return Err(ApiError::invalid(
                 "amount_too_small",
@@ -237,6 +245,9 @@ impl DepositsApi {
     async fn get(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         deposit_id: Path<String>,
     ) -> ApiResult<Json<DepositBody>> {
         let row = self.owned(&caller, &deposit_id).await?;
@@ -249,6 +260,9 @@ impl DepositsApi {
     async fn verify(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         deposit_id: Path<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
     ) -> ApiResult<Json<DepositBody>> {
@@ -269,7 +283,10 @@ impl DepositsApi {
     async fn list(
         &self,
         caller: BearerAuth,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<DepositList>> {
         let limit = list_limit(limit.0)?;

@@ -14,6 +14,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use super::{list_limit, parse_id, ApiTag, NoContent};
+use crate::payload::Body;
 use crate::{
     error::{ApiError, ApiResult},
     security::BearerAuth,
@@ -35,7 +36,9 @@ pub struct NotificationBody {
     pub title: String,
     pub body: String,
     pub data: serde_json::Value,
+    #[oai(nullable)]
     pub operation_id: Option<Uuid>,
+    #[oai(nullable)]
     pub read_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -108,9 +111,13 @@ pub struct StreamEvent {
     /// ready (the stream is live), operation or notification.
     #[oai(rename = "type")]
     pub kind: String,
+    #[oai(nullable)]
     pub operation_id: Option<Uuid>,
+    #[oai(nullable)]
     pub status: Option<String>,
+    #[oai(nullable)]
     pub notification_id: Option<Uuid>,
+    #[oai(nullable)]
     pub notification_kind: Option<String>,
 }
 
@@ -142,7 +149,10 @@ impl NotificationsApi {
         &self,
         caller: BearerAuth,
         unread: Query<Option<bool>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<NotificationList>> {
         let limit = list_limit(limit.0)?;
@@ -186,6 +196,9 @@ impl NotificationsApi {
     async fn mark_read(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         notification_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let id = parse_id(&notification_id, "notification_id").map_err(|_| not_found())?;
@@ -223,6 +236,9 @@ impl NotificationsApi {
     async fn delete(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         notification_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let id = parse_id(&notification_id, "notification_id").map_err(|_| not_found())?;
@@ -261,7 +277,7 @@ impl NotificationsApi {
     async fn set_preferences(
         &self,
         caller: BearerAuth,
-        body: Json<Preferences>,
+        body: Body<Preferences>,
     ) -> ApiResult<Json<PreferencesBody>> {
         sqlx::query(
             "update app_user set notify_email = $2, notify_push = $3, notify_in_app = $4, updated_at = now()
@@ -287,7 +303,7 @@ impl NotificationsApi {
     async fn register_device(
         &self,
         caller: BearerAuth,
-        body: Json<RegisterDeviceRequest>,
+        body: Body<RegisterDeviceRequest>,
     ) -> ApiResult<DeviceRegistered> {
         let token = body.token.trim();
         if token.is_empty()
@@ -340,6 +356,9 @@ impl NotificationsApi {
     async fn delete_device(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         device_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let missing = || ApiError::not_found("device_not_found", "No such device.");
@@ -360,7 +379,10 @@ impl NotificationsApi {
     /// another user's). The first event, `ready`, says the stream is live. Works across api processes: the events
     /// come from PostgreSQL LISTEN/NOTIFY.
     #[oai(path = "/events", method = "get")]
-    async fn events(&self, caller: BearerAuth) -> EventStream<BoxStream<'static, StreamEvent>> {
+    async fn events(
+        &self,
+        caller: BearerAuth,
+    ) -> ApiResult<EventStream<BoxStream<'static, StreamEvent>>> {
         let user_id = caller.0.user_id;
         let operations = self.state.events.subscribe();
         let notifications = self.state.events.subscribe_notifications();
@@ -412,13 +434,13 @@ impl NotificationsApi {
         let stream = futures::stream::once(async move { ready })
             .chain(live)
             .boxed();
-        EventStream::new(stream)
+        Ok(EventStream::new(stream)
             .keep_alive(KEEP_ALIVE)
             .to_event(|event| {
                 let kind = event.kind.clone();
                 SseEvent::message(poem_openapi::types::ToJSON::to_json_string(&event))
                     .event_type(kind)
-            })
+            }))
     }
 
     /// The development mailbox: e-mail delivered while no SMTP server is configured (admins).
@@ -427,7 +449,7 @@ impl NotificationsApi {
         &self,
         caller: BearerAuth,
         to: Query<Option<String>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<MailList>> {
         caller.require_admin_read()?;
         let limit = list_limit(limit.0)?;

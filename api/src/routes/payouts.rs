@@ -15,6 +15,8 @@ use super::{
     amount_of, list_limit, parse_currency, parse_id, provider_error, spend_error, transfers::Money,
     ApiTag,
 };
+use crate::payload::Body;
+use crate::schema::{IdText, MinorUnits};
 use crate::{
     error::{ApiError, ApiResult},
     idempotent::{self, CreateAction, CreateError, Created, Finished},
@@ -31,9 +33,9 @@ const NARRATION_CHARS_MAX: usize = 100;
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreatePayoutRequest {
     /// An NGN wallet of the caller.
-    pub wallet_id: String,
+    pub wallet_id: IdText,
     /// Minor units (kobo).
-    pub amount: i64,
+    pub amount: MinorUnits,
     /// The bank's code from `GET /banks`.
     pub bank_code: String,
     /// The 10-digit NUBAN account number.
@@ -41,6 +43,7 @@ pub struct CreatePayoutRequest {
     #[oai(default)]
     pub narration: String,
     /// Required when the wallet has a PIN.
+    #[oai(nullable)]
     pub pin: Option<String>,
 }
 
@@ -51,7 +54,9 @@ pub struct PayoutBody {
     /// requires_approval, processing, completed, failed, rejected or reversed.
     pub status: String,
     pub operation_status: String,
+    #[oai(nullable)]
     pub failure_code: Option<String>,
+    #[oai(nullable)]
     pub failure_message: Option<String>,
     pub wallet_id: String,
     pub amount: Money,
@@ -62,10 +67,12 @@ pub struct PayoutBody {
     pub account_name: String,
     pub narration: String,
     /// The provider's transfer code once it took the payout.
+    #[oai(nullable)]
     pub transfer_code: Option<String>,
     /// True when a reversal was refunded to the wallet.
     pub refunded: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -257,13 +264,14 @@ impl PayoutsApi {
     async fn create(
         &self,
         caller: BearerAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
-        body: Json<CreatePayoutRequest>,
+        body: Body<CreatePayoutRequest>,
     ) -> ApiResult<PayoutResponse> {
         let key = idempotent::check_key(&idempotency_key)?;
         let wallet_id = parse_id(&body.wallet_id, "wallet_id")?;
-        let amount = amount_of(body.amount)?;
+        let amount = amount_of(body.amount.0)?;
         let narration = body.narration.trim().to_owned();
         if narration.chars().count() > NARRATION_CHARS_MAX
             || narration.chars().any(char::is_control)
@@ -328,6 +336,9 @@ impl PayoutsApi {
     async fn get(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         payout_id: Path<String>,
     ) -> ApiResult<Json<PayoutBody>> {
         let not_found = || ApiError::not_found("payout_not_found", "No such payout.");
@@ -344,7 +355,10 @@ impl PayoutsApi {
     async fn list(
         &self,
         caller: BearerAuth,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<PayoutList>> {
         let (data, has_more) = list_payouts(

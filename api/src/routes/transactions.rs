@@ -42,6 +42,7 @@ pub struct TransactionBody {
     /// The other side: an account number, or a platform account.
     pub counterparty: String,
     /// The operation the entry belongs to; also its reference.
+    #[oai(nullable)]
     pub reference: Option<String>,
     pub narration: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -97,6 +98,9 @@ impl TransactionsApi {
     async fn list(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Query<Option<String>>,
         #[oai(name = "type")] kind: Query<Option<String>>,
         status: Query<Option<String>>,
@@ -107,9 +111,15 @@ impl TransactionsApi {
         created_to: Query<Option<chrono::DateTime<chrono::Utc>>>,
         q: Query<Option<String>>,
         order: Query<Option<String>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         starting_after: Query<Option<String>>,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         ending_before: Query<Option<String>>,
-        limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<TransactionPage>> {
         let limit = limit.0.unwrap_or(PAGE_DEFAULT);
         if !(1..=PAGE_MAX).contains(&limit) {
@@ -169,6 +179,9 @@ impl TransactionsApi {
     async fn get(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         transaction_id: Path<String>,
     ) -> ApiResult<Json<TransactionBody>> {
         let not_found = || ApiError::not_found("transaction_not_found", "No such transaction.");

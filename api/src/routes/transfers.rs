@@ -20,6 +20,8 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use super::{parse_id, ApiTag};
+use crate::payload::Body;
+use crate::schema::{IdText, MinorUnits};
 use crate::{
     error::{ApiError, ApiResult},
     events, idempotent,
@@ -38,16 +40,19 @@ const PIN_CHARS_MAX: usize = 12;
 
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateTransferRequest {
-    pub from_wallet_id: String,
+    pub from_wallet_id: IdText,
     /// The recipient's 10-digit account number; or give `to_wallet_id`.
+    #[oai(nullable)]
     pub to_account_number: Option<String>,
-    pub to_wallet_id: Option<String>,
+    #[oai(nullable)]
+    pub to_wallet_id: Option<IdText>,
     /// Minor units (kobo, cents), a positive whole number.
-    pub amount: i64,
+    pub amount: MinorUnits,
     pub currency: String,
     #[oai(default)]
     pub narration: String,
     /// Required when the source wallet has a PIN.
+    #[oai(nullable)]
     pub pin: Option<String>,
     /// When true the recipient must accept the transfer; until then the funds are held.
     #[oai(default)]
@@ -69,6 +74,7 @@ pub struct TransferBody {
     pub status: String,
     /// The operation's status: pending, processing, requires_action, succeeded, failed or cancelled.
     pub operation_status: String,
+    #[oai(nullable)]
     pub failure_code: Option<String>,
     /// instant or acceptance.
     pub mode: String,
@@ -77,6 +83,7 @@ pub struct TransferBody {
     pub amount: Money,
     pub fee: Money,
     pub narration: String,
+    #[oai(nullable)]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -114,9 +121,12 @@ pub struct OperationBody {
     pub operation_id: String,
     pub kind: String,
     pub status: String,
+    #[oai(nullable)]
     pub failure_code: Option<String>,
+    #[oai(nullable)]
     pub failure_message: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub settled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -175,7 +185,7 @@ fn parse_request(body: &CreateTransferRequest) -> Result<TransferRequest, ApiErr
             ))
         }
     };
-    let amount = Amount::new(body.amount).map_err(|error| match error {
+    let amount = Amount::new(body.amount.0).map_err(|error| match error {
         AmountError::NotPositive => invalid(
             "invalid_amount",
             "The amount must be a positive number of minor units.",
@@ -349,9 +359,10 @@ impl TransfersApi {
     async fn create(
         &self,
         caller: BearerAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
-        body: Json<CreateTransferRequest>,
+        body: Body<CreateTransferRequest>,
     ) -> ApiResult<TransferResponse> {
         let key = idempotent::check_key(&idempotency_key)?;
         let request = parse_request(&body)?;
@@ -387,6 +398,9 @@ impl TransfersApi {
     async fn get(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         transfer_id: Path<String>,
     ) -> ApiResult<Json<TransferBody>> {
         let id = parse_id(&transfer_id, "transfer_id").map_err(|_| transfer_not_found())?;
@@ -401,6 +415,9 @@ impl TransfersApi {
     async fn accept(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         transfer_id: Path<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
     ) -> ApiResult<TransferResponse> {
@@ -413,6 +430,9 @@ impl TransfersApi {
     async fn reject(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         transfer_id: Path<String>,
         #[oai(name = "Prefer")] prefer: Header<Option<String>>,
     ) -> ApiResult<TransferResponse> {
@@ -425,6 +445,9 @@ impl TransfersApi {
     async fn operation(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         operation_id: Path<String>,
     ) -> ApiResult<Json<OperationBody>> {
         let not_found = || ApiError::not_found("operation_not_found", "No such operation.");

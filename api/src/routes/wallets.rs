@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{parse_id, ApiTag, NoContent};
+use crate::payload::Body;
 use crate::{
     error::{ApiError, ApiResult},
     security::BearerAuth,
@@ -43,7 +44,9 @@ pub struct WalletBody {
     pub status: String,
     pub balances: BalancesBody,
     /// Inclusive daily spending limit in minor units (amount plus fees), if set.
+    #[oai(nullable)]
     pub daily_limit: Option<i64>,
+    #[oai(nullable)]
     pub monthly_limit: Option<i64>,
     pub has_pin: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -80,11 +83,15 @@ pub struct CreateWalletRequest {
 #[derive(Debug, Object)]
 pub struct LimitsRequest {
     /// Minor units; null removes the limit.
+    #[oai(nullable)]
     pub daily_limit: Option<i64>,
+    #[oai(nullable)]
     pub monthly_limit: Option<i64>,
     /// The wallet's PIN: required to raise or remove a limit when the wallet has one.
+    #[oai(nullable)]
     pub pin: Option<String>,
     /// The account's password: required to raise or remove a limit when the wallet has no PIN.
+    #[oai(nullable)]
     pub password: Option<String>,
 }
 
@@ -93,6 +100,7 @@ pub struct PinRequest {
     /// 4 to 6 digits, not trivially guessable.
     pub pin: String,
     /// Required when the wallet already has a PIN.
+    #[oai(nullable)]
     pub current_pin: Option<String>,
 }
 
@@ -213,7 +221,7 @@ impl WalletsApi {
     async fn create(
         &self,
         caller: BearerAuth,
-        body: Json<CreateWalletRequest>,
+        body: Body<CreateWalletRequest>,
     ) -> ApiResult<CreatedWallet> {
         let currency: Currency = super::parse_currency(&body.currency)?;
         let mut tx = self.state.pool.begin().await?;
@@ -242,6 +250,9 @@ impl WalletsApi {
     async fn get(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Path<String>,
     ) -> ApiResult<Json<WalletBody>> {
         let row = self.find(&caller, &wallet_id, false).await?;
@@ -253,6 +264,9 @@ impl WalletsApi {
     async fn freeze(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Path<String>,
     ) -> ApiResult<Json<WalletBody>> {
         self.set_status(caller, &wallet_id, true).await
@@ -264,6 +278,9 @@ impl WalletsApi {
     async fn unfreeze(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Path<String>,
     ) -> ApiResult<Json<WalletBody>> {
         self.set_status(caller, &wallet_id, false).await
@@ -274,8 +291,11 @@ impl WalletsApi {
     async fn limits(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Path<String>,
-        body: Json<LimitsRequest>,
+        body: Body<LimitsRequest>,
     ) -> ApiResult<Json<WalletBody>> {
         check_limit(body.daily_limit, "daily_limit")?;
         check_limit(body.monthly_limit, "monthly_limit")?;
@@ -354,8 +374,11 @@ impl WalletsApi {
     async fn pin(
         &self,
         caller: BearerAuth,
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         wallet_id: Path<String>,
-        body: Json<PinRequest>,
+        body: Body<PinRequest>,
     ) -> ApiResult<NoContent> {
         let id = self.find(&caller, &wallet_id, false).await?.wallet_id;
         wallet::validate_pin(&body.pin)

@@ -215,3 +215,121 @@ async fn unknown_routes_wrong_methods_and_oversized_bodies_answer_in_the_error_s
         "payload_too_large"
     );
 }
+
+#[tokio::test]
+async fn a_body_field_of_another_json_type_is_refused_by_name_not_coerced() {
+    let app = spawn_app().await;
+    // poem-openapi alone would read the number 123 as the e-mail "123".
+    let response = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &serde_json::json!({"email": 123, "password": "whatever password"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "malformed_body");
+    assert_eq!(body["error"]["param"], "email");
+
+    let user = app.register_user("types").await;
+    let before = app.transfer_count().await;
+    let response = app
+        .transfer_with_key(
+            &user,
+            &user.account_number,
+            100,
+            serde_json::json!({"narration": 5}),
+            "typed-narration",
+            None,
+        )
+        .await;
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "malformed_body", "{body}");
+    assert_eq!(body["error"]["param"], "narration");
+    assert_eq!(app.transfer_count().await, before, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_wrong_method_names_the_allowed_ones_and_a_missing_content_type_is_415() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .delete(app.url("/api/v1/transfers"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(
+        error_code(response, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+    let response = app
+        .client
+        .put(app.url("/api/v1/wallets"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .body("email=a@b.c")
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_content_type"
+    );
+}
+
+#[tokio::test]
+async fn the_document_states_the_limits_the_server_enforces_and_which_fields_may_be_null() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &document["components"]["schemas"];
+    for (schema, field) in [
+        ("WalletBody", "daily_limit"),
+        ("WalletBody", "monthly_limit"),
+        ("TransactionBody", "reference"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["nullable"], true,
+            "{schema}.{field}"
+        );
+    }
+    let transfer = &schemas["CreateTransferRequest"]["properties"];
+    assert_eq!(transfer["from_wallet_id"]["format"], "uuid");
+    assert_eq!(transfer["amount"]["minimum"], 1.0);
+
+    let create = &document["paths"]["/api/v1/transfers"]["post"];
+    let parameters = create["parameters"].as_array().expect("parameters");
+    let key = parameters
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("Idempotency-Key");
+    assert_eq!(key["schema"]["minLength"], 1);
+    assert_eq!(key["schema"]["maxLength"], 255);
+    assert!(create["responses"]["415"].is_object());
+    assert!(create["responses"]["429"].is_object());
+
+    let list = &document["paths"]["/api/v1/payouts"]["get"]["parameters"];
+    let limit = list
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit");
+    assert_eq!(limit["schema"]["minimum"], 1.0);
+    assert_eq!(limit["schema"]["maximum"], 100.0);
+}

@@ -1,22 +1,18 @@
 //! The admin dashboard and admin API: a real headless Chromium drives the pages (tests/browser/dashboard.mjs);
 //! plain HTTP checks CSRF, access control and the audit log.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use paycore_jobs::domains::identity::auth::Role;
 use paycore_jobs::engine::{builtin::Probe, control, enqueue_tx, NewJob, Queue};
 use paycore_tests::{
-    app::{error_code, spawn_app, TestApp},
+    app::{error_code, repo_root, spawn_app, TestApp},
     eventually, probe,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 async fn enqueue(app: &TestApp, job: NewJob) -> String {
     let queue = job.queue;

@@ -3,6 +3,7 @@
 //! own process.
 
 mod api_basics;
+mod contract;
 mod dashboard;
 mod engine;
 mod ledger;
