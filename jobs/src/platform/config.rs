@@ -80,6 +80,9 @@ pub struct SecurityConfig {
     /// Requests per minute in each route class, per user and per address (`RATE_LIMIT_<CLASS>`); the api reads
     /// them as `name -> (per user, per address)`.
     pub rate_limits: BTreeMap<String, (u32, u32)>,
+    /// The bearer token `/metrics` requires (`METRICS_TOKEN`). Unset, `/metrics` is open in development and
+    /// closed in production (docs/security.md §7).
+    pub metrics_token: Option<Secret>,
 }
 
 /// E-mail, push and in-app notification settings.
@@ -588,6 +591,9 @@ fn ip_list(env: &Env<'_>, name: &'static str) -> Result<Vec<std::net::IpAddr>, C
     Ok(ips)
 }
 
+/// A metrics token shorter than this could be guessed; `/metrics` is not behind the sign-in throttles.
+pub const METRICS_TOKEN_CHARS_MIN: usize = 16;
+
 fn security_config(env: &Env<'_>) -> Result<SecurityConfig, ConfigError> {
     let registrations: i32 = env.parse("REGISTRATIONS_PER_ADDRESS_PER_HOUR", 10)?;
     if registrations < 1 {
@@ -618,6 +624,15 @@ fn security_config(env: &Env<'_>) -> Result<SecurityConfig, ConfigError> {
         trusted_proxies: ip_list(env, "TRUSTED_PROXIES")?,
         registrations_per_address_per_hour: registrations,
         rate_limits,
+        metrics_token: match env.get("METRICS_TOKEN") {
+            Some(token) if token.trim().len() < METRICS_TOKEN_CHARS_MIN => {
+                return Err(ConfigError::Invalid {
+                    name: "METRICS_TOKEN",
+                    reason: format!("must be at least {METRICS_TOKEN_CHARS_MIN} characters"),
+                })
+            }
+            token => token.map(|token| Secret::new(token.trim())),
+        },
     })
 }
 

@@ -5,6 +5,7 @@
 mod api_basics;
 mod dashboard;
 mod engine;
+mod hardening;
 mod ledger;
 mod module_graph;
 mod money;

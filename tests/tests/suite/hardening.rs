@@ -1,0 +1,109 @@
+//! Issue 23, items 4 and 13: `/metrics` bounded and protected, registration that does not reveal who has an
+//! account, deposit return URLs on an allow-list, and the dashboard's browser security headers.
+
+use paycore_tests::app::{error_code, spawn_app, spawn_app_with, TestApp};
+use reqwest::StatusCode;
+
+async fn metrics_text(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url("/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("metrics")
+}
+
+async fn metrics_lines(app: &TestApp) -> usize {
+    let response = metrics_text(app, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("text").lines().count()
+}
+
+/// Letters only, so that no rule that spots ids in paths could fold it.
+fn random_word() -> String {
+    uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .map(|c| match c.to_digit(16) {
+            Some(d) => char::from(b'a' + u8::try_from(d).expect("a hex digit")),
+            None => c,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_thousand_requests_to_random_paths_and_ids_leave_the_metrics_nearly_unchanged() {
+    let app = spawn_app().await;
+    // Every kind of request once (a scrape too), so that the series they need exist before counting.
+    let wallet = format!("/api/v1/wallets/{}", uuid::Uuid::new_v4());
+    for path in ["/no-such-route", "/api/v1/transfers/x", wallet.as_str()] {
+        app.client.get(app.url(path)).send().await.expect("warm up");
+    }
+    metrics_lines(&app).await;
+    let before = metrics_lines(&app).await;
+    for chunk in 0..20 {
+        let requests = (0..50).map(|i| {
+            let word = random_word();
+            let path = match (chunk * 50 + i) % 5 {
+                0 => format!("/{word}"),
+                1 => format!("/api/v1/{word}/{}", random_word()),
+                2 => format!("/api/v1/transfers/{word}"),
+                3 => format!("/admin/{word}"),
+                _ => format!("/api/v1/wallets/{}", uuid::Uuid::new_v4()),
+            };
+            let app = &app;
+            async move {
+                app.client
+                    .get(app.url(&path))
+                    .send()
+                    .await
+                    .expect("random request")
+                    .status()
+            }
+        });
+        for status in futures::future::join_all(requests).await {
+            assert!(status.is_client_error(), "{status}");
+        }
+    }
+    let text = metrics_text(&app, None).await.text().await.expect("text");
+    let after = text.lines().count();
+    assert!(
+        after <= before + 5,
+        "{before} lines before, {after} after 1,000 random requests:\n{text}"
+    );
+    assert!(
+        text.contains(
+            r#"paycore_http_requests_total{route="unmatched",method="GET",status="404"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/transfers/{transfer_id}""#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_metrics_token_configured_metrics_need_it() {
+    let token = "a-metrics-token-of-some-length";
+    let app = spawn_app_with(&[("METRICS_TOKEN", token)]).await;
+    assert_eq!(
+        error_code(metrics_text(&app, None).await, StatusCode::UNAUTHORIZED).await,
+        "invalid_metrics_token"
+    );
+    assert_eq!(
+        error_code(
+            metrics_text(&app, Some("a-metrics-token-of-some-lengtH")).await,
+            StatusCode::UNAUTHORIZED
+        )
+        .await,
+        "invalid_metrics_token"
+    );
+    let scraped = metrics_text(&app, Some(token)).await;
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(scraped
+        .text()
+        .await
+        .expect("text")
+        .contains("paycore_http_requests_total"));
+}
