@@ -107,3 +107,70 @@ async fn with_a_metrics_token_configured_metrics_need_it() {
         .expect("text")
         .contains("paycore_http_requests_total"));
 }
+
+#[tokio::test]
+async fn dashboard_pages_forbid_framing_scripts_and_content_sniffing() {
+    let app = spawn_app().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for path in [
+        "/admin/login",
+        "/admin",
+        "/admin/jobs",
+        "/admin/assets/admin.css",
+    ] {
+        let response = no_redirects
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("dashboard");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_else(|| panic!("{path} has no {name}"))
+                .to_owned()
+        };
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+    }
+    let login = app
+        .client
+        .get(app.url("/admin/login"))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !login.contains("<style") && !login.contains("style=\""),
+        "{login}"
+    );
+    let stylesheet = app
+        .client
+        .get(app.url("/admin/assets/admin.css"))
+        .send()
+        .await
+        .expect("stylesheet");
+    assert_eq!(stylesheet.status(), StatusCode::OK);
+    assert!(stylesheet
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/css")));
+}
