@@ -1,8 +1,9 @@
 //! Issue 23, items 4 and 13: `/metrics` bounded and protected, registration that does not reveal who has an
 //! account, deposit return URLs on an allow-list, and the dashboard's browser security headers.
 
-use paycore_tests::app::{error_code, spawn_app, spawn_app_with, TestApp};
+use paycore_tests::app::{error_code, spawn_app, spawn_app_with, TestApp, TestUser};
 use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 async fn metrics_text(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut request = app.client.get(app.url("/metrics"));
@@ -173,4 +174,67 @@ async fn dashboard_pages_forbid_framing_scripts_and_content_sniffing() {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/css")));
+}
+
+async fn deposit_returning_to(
+    app: &TestApp,
+    user: &TestUser,
+    return_url: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/deposits"))
+        .bearer_auth(&user.access_token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"wallet_id": user.wallet_id, "amount": 50_000, "return_url": return_url}))
+        .send()
+        .await
+        .expect("deposit")
+}
+
+#[tokio::test]
+async fn a_deposit_may_return_the_customer_only_to_an_allowed_host() {
+    let app = spawn_app_with(&[("DEPOSIT_RETURN_HOSTS", "shop.example.com,localhost")]).await;
+    let ada = app.register_user("ada").await;
+    for refused in [
+        "https://evil.example/phish",
+        "https://shop.example.com.evil.example/",
+        "https://evil.example/?then=https://shop.example.com",
+    ] {
+        let response = deposit_returning_to(&app, &ada, refused).await;
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "return_url_host_not_allowed",
+            "{refused}"
+        );
+    }
+    let with_credentials =
+        deposit_returning_to(&app, &ada, "https://shop.example.com@evil.example/").await;
+    assert_eq!(
+        error_code(with_credentials, StatusCode::BAD_REQUEST).await,
+        "invalid_return_url"
+    );
+    let deposits: i64 = sqlx::query_scalar("select count(*) from deposit")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count deposits");
+    assert_eq!(deposits, 0, "a refused return URL records nothing");
+    for allowed in [
+        "https://shop.example.com/thanks",
+        "http://localhost:3000/done",
+    ] {
+        let response = deposit_returning_to(&app, &ada, allowed).await;
+        assert!(
+            response.status().is_success(),
+            "{allowed}: {}",
+            response.status()
+        );
+        let body: Value = response.json().await.expect("json");
+        let stored: Option<String> =
+            sqlx::query_scalar("select return_url from deposit where deposit_id = $1::uuid")
+                .bind(body["deposit_id"].as_str().expect("deposit id"))
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("the deposit");
+        assert_eq!(stored.as_deref(), Some(allowed));
+    }
 }
