@@ -238,3 +238,94 @@ async fn a_deposit_may_return_the_customer_only_to_an_allowed_host() {
         assert_eq!(stored.as_deref(), Some(allowed));
     }
 }
+
+async fn register_raw(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    phone: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut body = json!({"email": email, "password": password, "full_name": "Someone"});
+    if let Some(phone) = phone {
+        body["phone"] = json!(phone);
+    }
+    let response = app.post("/api/v1/auth/register", None, &body).await;
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+async fn count(app: &TestApp, sql: &'static str, bind: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(bind)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn registration_answers_a_taken_email_or_phone_exactly_as_a_new_one_and_warns_the_owner_instead(
+) {
+    let app = spawn_app().await;
+    let ada_email = format!("ada-{}@example.com", uuid::Uuid::new_v4().simple());
+    let ada_phone = "+2348012345678";
+    let (status, fresh) =
+        register_raw(&app, &ada_email, "ada's own password", Some(ada_phone)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(fresh["status"], "accepted");
+    assert!(
+        fresh.get("tokens").is_none() && fresh.get("user").is_none(),
+        "{fresh}"
+    );
+
+    let (status, taken_email) =
+        register_raw(&app, &ada_email.to_uppercase(), "a password of mine", None).await;
+    assert_eq!((status, &taken_email), (StatusCode::ACCEPTED, &fresh));
+    let stranger = format!("stranger-{}@example.com", uuid::Uuid::new_v4().simple());
+    let (status, taken_phone) =
+        register_raw(&app, &stranger, "a password of mine", Some(ada_phone)).await;
+    assert_eq!((status, &taken_phone), (StatusCode::ACCEPTED, &fresh));
+
+    // Nothing was created for either, and the would-be registrants cannot sign in with their passwords.
+    let users: i64 = sqlx::query_scalar("select count(*) from app_user")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("users");
+    assert_eq!(users, 1);
+    for email in [ada_email.to_uppercase(), stranger.clone()] {
+        let login = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": email, "password": "a password of mine"}),
+            )
+            .await;
+        assert_eq!(
+            error_code(login, StatusCode::UNAUTHORIZED).await,
+            "invalid_credentials"
+        );
+    }
+
+    // Ada is told, at her own address, once: the second attempt within the hour does not mail her again.
+    let warned = "select count(*) from dev_mailbox where to_address = $1 and template = 'registration_attempt'";
+    paycore_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the owner's warning is mailed",
+        || async { (count(&app, warned, &ada_email).await == 1).then_some(()) },
+    )
+    .await;
+    let subject: String = sqlx::query_scalar(
+        "select subject from dev_mailbox where to_address = $1 and template = 'registration_attempt'",
+    )
+    .bind(&ada_email)
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("the warning");
+    assert!(subject.contains("e-mail address"), "{subject}");
+    let queued =
+        "select count(*) from notification where kind = 'registration_attempt' and user_id =
+                  (select user_id from app_user where email = $1)";
+    assert_eq!(count(&app, queued, &ada_email).await, 1);
+    // And nothing went to the address typed in with her phone number.
+    let to_stranger = "select count(*) from dev_mailbox where to_address = $1";
+    assert_eq!(count(&app, to_stranger, &stranger).await, 0);
+}
