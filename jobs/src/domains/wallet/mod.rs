@@ -325,7 +325,7 @@ impl Taken {
 /// or phone number has an account is for its owner to know, not for whoever types it in.
 pub enum Registration {
     /// A new user, their NGN wallet with the welcome bonus, and the verification e-mail on its way.
-    Created(Registered),
+    Created(Box<Registered>),
     /// The e-mail address or phone number belongs to an account already. Nothing was created; that account's
     /// owner was told by e-mail that someone tried to register with it (at most once an hour).
     Taken(Taken),
@@ -438,7 +438,7 @@ pub async fn register(
     }
     tx.commit().await?;
     crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
-    Ok(Registration::Created(Registered { user, wallet }))
+    Ok(Registration::Created(Box::new(Registered { user, wallet })))
 }
 
 /// Tells the owner of the taken e-mail address or phone number that someone tried to register with it: the
