@@ -142,6 +142,14 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let metrics = Arc::clone(&state.metrics);
+    let documented: Vec<String> = <Apis as poem_openapi::OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| path.path)
+        .collect();
+    let templates = Arc::new(metrics::documented_templates(
+        documented.iter().map(String::as_str),
+    ));
     let mut route = Route::new();
     // Development only: production never serves a route that reveals a one-time code.
     if state.config.environment == paycore_jobs::platform::config::Environment::Development {
@@ -152,19 +160,19 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     }
     route
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
-        .nest("/admin", dashboard::routes())
+        .nest("/docs", metrics::routed(docs))
+        .nest("/admin", metrics::routed(dashboard::routes()))
         .at(
             "/api/v1/webhooks/paystack",
             poem::post(routes::webhooks::paystack),
         )
-        .nest("/", service)
+        .nest("/", metrics::routed(service))
         .around(|next, request| async move { Ok(limit(next, request).await) })
         .data(state)
         .around(move |next, request| {
-            let metrics = Arc::clone(&metrics);
+            let (metrics, templates) = (Arc::clone(&metrics), Arc::clone(&templates));
             let routes = Arc::clone(&routes);
-            async move { Ok(observe(next, request, &metrics, &routes).await) }
+            async move { Ok(observe(next, request, &metrics, &templates, &routes).await) }
         })
 }
 
@@ -199,6 +207,7 @@ async fn observe<E: Endpoint>(
     next: Arc<E>,
     mut request: Request,
     metrics: &metrics::Metrics,
+    templates: &std::collections::HashMap<String, String>,
     routes: &route_table::RouteTable,
 ) -> Response {
     let started = Instant::now();
@@ -214,19 +223,23 @@ async fn observe<E: Endpoint>(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = request.method().to_string();
+    let method_label = metrics::method_label(request.method());
     let path = request.uri().path().to_owned();
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let mut response = async {
+    let (mut response, route) = async {
         let too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
             .is_some_and(|length| length > REQUEST_BODY_BYTES_MAX);
         if too_large {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The request body is too large.",
+            return (
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is too large.",
+                ),
+                metrics::UNMATCHED_ROUTE.to_owned(),
             );
         }
         // Bodies without a length (chunked) are read with the same limit.
@@ -234,29 +247,34 @@ async fn observe<E: Endpoint>(
         match body.into_bytes_limit(REQUEST_BODY_BYTES_MAX).await {
             Ok(bytes) => request.set_body(bytes),
             Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "The request body is too large.",
+                return (
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The request body is too large.",
+                    ),
+                    metrics::UNMATCHED_ROUTE.to_owned(),
                 )
             }
-            Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
+            Err(error) => {
+                return (
+                    error_response(StatusCode::BAD_REQUEST, &error.to_string()),
+                    metrics::UNMATCHED_ROUTE.to_owned(),
+                )
+            }
         }
         let response = match next.call(request).await {
             Ok(output) => output.into_response(),
             Err(error) => error.into_response(),
         };
-        normalise_error(response).await
+        // Read before `normalise_error`, which may rebuild the response without the router's data.
+        let route = metrics::route_label(&response, templates);
+        (normalise_error(response).await, route)
     }
     .instrument(span.clone())
     .await;
     let status = response.status();
     let elapsed = started.elapsed();
-    metrics.record(
-        &metrics::route_label(&path),
-        &method,
-        status.as_u16(),
-        elapsed,
-    );
+    metrics.record(&route, method_label, status.as_u16(), elapsed);
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

@@ -2,8 +2,17 @@
 //! this process), and job metrics by queue read from the database at scrape time (so every api process reports
 //! the same, whole-system numbers for the queues, whichever process the scrape hits).
 
-use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write,
+    sync::Mutex,
+    time::Duration,
+};
 
+use poem::{
+    http::{Method, StatusCode},
+    Endpoint, EndpointExt, IntoEndpoint, PathPattern, Response,
+};
 use sqlx::PgPool;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -24,24 +33,107 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
 }
 
-/// Replaces ids in a path with `{id}` so that routes, not resources, are counted.
-pub fn route_label(path: &str) -> String {
-    path.split('/')
-        .map(|segment| {
-            let looks_like_id = segment.len() >= 8
-                && segment.chars().any(|c| c.is_ascii_digit())
-                && segment
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-');
-            let numeric = !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit());
-            if looks_like_id || numeric {
-                "{id}"
-            } else {
-                segment
+/// The label of requests that matched no route. Everything an anonymous client can choose (a path, a method)
+/// folds into a fixed set of labels, so the metrics cannot be grown without bound by random requests.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The label of a method outside the standard set (methods are free text in HTTP).
+const OTHER_METHOD: &str = "OTHER";
+
+/// Marks a response that no route answered, set by [`routed`] on the not-found answer of a nested router. A nested
+/// router's miss would otherwise carry its parent's pattern (the nesting prefix) as if it were a route.
+#[derive(Clone, Copy, Debug)]
+struct Unmatched;
+
+/// Wraps a nested router so that a path it does not know is labelled [`UNMATCHED_ROUTE`], not its prefix.
+pub fn routed<E: IntoEndpoint>(inner: E) -> impl Endpoint<Output = Response>
+where
+    E::Endpoint: 'static,
+{
+    inner
+        .into_endpoint()
+        .map_to_response()
+        .after(|result| async move {
+            match result {
+                Ok(mut response) => {
+                    if response.status() == StatusCode::NOT_FOUND
+                        && response.data::<PathPattern>().is_none()
+                    {
+                        response.set_data(Unmatched);
+                    }
+                    Ok(response)
+                }
+                Err(mut error) => {
+                    if error.status() == StatusCode::NOT_FOUND
+                        && error.data::<PathPattern>().is_none()
+                    {
+                        error.set_data(Unmatched);
+                    }
+                    Err(error)
+                }
             }
         })
-        .collect::<Vec<_>>()
-        .join("/")
+}
+
+/// poem-openapi routes an operation under a pattern with positional names (`/api/v1/transfers/:param0`); its
+/// label is the documented template instead (`/api/v1/transfers/{id}`, as in `/openapi.json`). Maps the one to
+/// the other for the documented paths given.
+pub fn documented_templates<'a>(
+    documented: impl IntoIterator<Item = &'a str>,
+) -> HashMap<String, String> {
+    documented
+        .into_iter()
+        .map(|template| {
+            let mut position = 0;
+            let pattern = template
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') && segment.ends_with('}') {
+                        position += 1;
+                        format!(":param{}", position - 1)
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (pattern, template.to_owned())
+        })
+        .collect()
+}
+
+/// The route label of an answered request: the template of the route that matched it (poem's `PathPattern`,
+/// such as `/admin/jobs/:id`, or its documented form from `templates`), or [`UNMATCHED_ROUTE`].
+pub fn route_label(response: &Response, templates: &HashMap<String, String>) -> String {
+    if response.data::<Unmatched>().is_some() {
+        return UNMATCHED_ROUTE.to_owned();
+    }
+    match response.data::<PathPattern>() {
+        Some(pattern) if !pattern.0.is_empty() => templates
+            .get(&*pattern.0)
+            .cloned()
+            .unwrap_or_else(|| pattern.0.to_string()),
+        _ => UNMATCHED_ROUTE.to_owned(),
+    }
+}
+
+/// The method label: one of the standard methods, or `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or(OTHER_METHOD, Method::as_str)
 }
 
 impl Metrics {
@@ -183,18 +275,64 @@ async fn render_jobs(pool: &PgPool, out: &mut String) -> Result<(), sqlx::Error>
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use poem::{get, handler, http::Method, Endpoint, Request, Route};
+
+    use super::{documented_templates, method_label, route_label, routed, UNMATCHED_ROUTE};
+
+    #[handler]
+    fn ok() -> &'static str {
+        "ok"
+    }
+
+    /// The label a request gets, with routers nested as the api nests them.
+    async fn label_of(path: &str) -> String {
+        let app = Route::new()
+            .at("/healthz", get(ok))
+            .nest(
+                "/admin",
+                routed(Route::new().at("/jobs/:id", get(ok)).at("/", get(ok))),
+            )
+            .nest(
+                "/",
+                routed(Route::new().at("/api/v1/transfers/:param0", get(ok))),
+            );
+        let response = app
+            .get_response(Request::builder().uri_str(path).finish())
+            .await;
+        let templates = documented_templates(["/api/v1/transfers/{transfer_id}"]);
+        route_label(&response, &templates)
+    }
+
+    #[tokio::test]
+    async fn requests_are_labelled_by_the_template_of_the_route_they_matched() {
+        assert_eq!(label_of("/healthz").await, "/healthz");
+        assert_eq!(
+            label_of("/api/v1/transfers/0190f3a2-7b1c-7cde-8f00-0123456789ab").await,
+            "/api/v1/transfers/{transfer_id}"
+        );
+        assert_eq!(
+            label_of("/api/v1/transfers/anything").await,
+            "/api/v1/transfers/{transfer_id}"
+        );
+        assert_eq!(label_of("/admin/jobs/42").await, "/admin/jobs/:id");
+    }
+
+    #[tokio::test]
+    async fn paths_no_route_matches_share_one_label() {
+        for path in [
+            "/no/such/route",
+            "/admin/nothing-here",
+            "/api/v1/x9f8e7",
+            "/",
+        ] {
+            assert_eq!(label_of(path).await, UNMATCHED_ROUTE, "{path}");
+        }
+    }
 
     #[test]
-    fn ids_in_paths_are_folded_into_one_route() {
-        assert_eq!(
-            route_label("/api/v1/operations/0190f3a2-7b1c-7cde-8f00-0123456789ab"),
-            "/api/v1/operations/{id}"
-        );
-        assert_eq!(
-            route_label("/api/v1/jobs/01M7ZWGVZ8H9BKF55WDXDG83JH/retry"),
-            "/api/v1/jobs/{id}/retry"
-        );
-        assert_eq!(route_label("/healthz"), "/healthz");
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let invented = Method::from_bytes(b"FROBNICATE").expect("an extension method");
+        assert_eq!(method_label(&invented), "OTHER");
     }
 }

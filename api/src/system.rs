@@ -1,5 +1,8 @@
 //! Health, readiness and metrics: what load balancers, orchestrators and Prometheus ask.
 
+use paycore_jobs::platform::config::Environment;
+use paycore_jobs::providers::signature;
+use poem::{http::header, Request};
 use poem_openapi::{payload::Json, payload::PlainText, ApiResponse, Object, OpenApi, Tags};
 
 use crate::{
@@ -98,9 +101,11 @@ impl SystemApi {
         }
     }
 
-    /// Prometheus metrics (text exposition format).
+    /// Prometheus metrics (text exposition format). With `METRICS_TOKEN` set, only for
+    /// `Authorization: Bearer <METRICS_TOKEN>`; without it, open in development and closed in production.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self) -> ApiResult<PlainText<String>> {
+    async fn metrics(&self, request: &Request) -> ApiResult<PlainText<String>> {
+        self.authorize_scrape(request)?;
         let text = self
             .state
             .metrics
@@ -108,5 +113,35 @@ impl SystemApi {
             .await
             .map_err(ApiError::internal)?;
         Ok(PlainText(text))
+    }
+}
+
+impl SystemApi {
+    /// The metrics reveal traffic and queue sizes: a scrape shows the configured token (docs/security.md §7).
+    fn authorize_scrape(&self, request: &Request) -> Result<(), ApiError> {
+        let config = &self.state.config;
+        let Some(expected) = config.security.metrics_token.as_ref() else {
+            return if config.environment == Environment::Production {
+                Err(ApiError::unauthenticated(
+                    "metrics_token_required",
+                    "Metrics are served only with METRICS_TOKEN configured.",
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            Some(given) if signature::secrets_equal(given, expected.expose()) => Ok(()),
+            _ => Err(ApiError::unauthenticated(
+                "invalid_metrics_token",
+                "Metrics need Authorization: Bearer with the metrics token.",
+            )),
+        }
     }
 }

@@ -27,29 +27,48 @@ pub struct User {
 /// Amount of each benchmark transfer, in kobo.
 const TRANSFER_MINOR: i64 = 100;
 
+/// Registers a user and signs in as them (registration answers `202` without tokens, docs/security.md §10).
 pub async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<User> {
     let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "benchmark password";
     let response = client
         .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"email": email, "password": "benchmark password", "full_name": "Bench User"}))
+        .json(&json!({"email": email, "password": password, "full_name": "Bench User"}))
         .send()
         .await?;
     anyhow::ensure!(
-        response.status().as_u16() == 201,
+        response.status().as_u16() == 202,
         "registration failed: {}",
         response.status()
     );
-    let body: Value = response.json().await?;
+    let response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().as_u16() == 200,
+        "sign-in failed: {}",
+        response.status()
+    );
+    let tokens: Value = response.json().await?;
+    let token = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let me: Value = client
+        .get(format!("{base}/api/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let wallet = &me["wallets"][0];
     Ok(User {
-        token: body["tokens"]["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        wallet_id: body["wallet"]["wallet_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        account_number: body["wallet"]["account_number"]
+        token,
+        wallet_id: wallet["wallet_id"].as_str().unwrap_or_default().to_owned(),
+        account_number: wallet["account_number"]
             .as_str()
             .unwrap_or_default()
             .to_owned(),

@@ -22,7 +22,7 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use paycore_jobs::domains::bills::catalogue::{self, Category};
 use paycore_jobs::money::Currency;
-use paycore_jobs::providers::http::{major_to_minor, minor_to_major_string};
+use paycore_jobs::providers::http::{major_to_minor, minor_to_major_string, parse_exact};
 use paycore_jobs::providers::signature::hmac_sha512_hex;
 use poem::{
     handler,
@@ -1189,10 +1189,11 @@ async fn fw_vend(
     Data(sandbox): Data<&Sandbox>,
     request: &Request,
     Path((biller_code, item)): Path<(String, String)>,
-    body: poem::Result<Json<VendBody>>,
+    body: String,
 ) -> Response {
     require_fw_key!(sandbox, request);
-    let Ok(Json(body)) = body else {
+    // Like a careful provider, the amount is read from its exact text, never through an f64.
+    let Ok(body) = parse_exact(&body).and_then(serde_json::from_value::<VendBody>) else {
         return fw_error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
     let Some((biller, price)) = catalogue_item(&biller_code, &item) else {

@@ -172,6 +172,8 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// Registers a new user (`202`, no tokens: registration answers alike for new and taken addresses), then
+    /// signs in as them, as a client does.
     pub async fn register_user(&self, tag: &str) -> TestUser {
         let email = format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple());
         let password = "correct horse battery".to_owned();
@@ -182,31 +184,32 @@ impl TestApp {
                 &json!({"email": email, "password": password, "full_name": format!("Test {tag}")}),
             )
             .await;
-        assert_eq!(response.status(), StatusCode::CREATED, "register");
-        let body: Value = response.json().await.expect("json");
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "register");
+        self.sign_in_user(&email, &password).await
+    }
+
+    /// Signs in with a password and reads the user's id and first wallet.
+    pub async fn sign_in_user(&self, email: &str, password: &str) -> TestUser {
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "sign in as {email}");
+        let tokens: Value = response.json().await.expect("json");
+        let access_token = tokens["access_token"].as_str().expect("token").to_owned();
+        let me = self.get_json("/api/v1/users/me", &access_token).await;
+        let text = |value: &Value, what: &str| value.as_str().expect(what).to_owned();
         TestUser {
-            email,
-            password,
-            user_id: body["user"]["user_id"]
-                .as_str()
-                .expect("user id")
-                .to_owned(),
-            access_token: body["tokens"]["access_token"]
-                .as_str()
-                .expect("token")
-                .to_owned(),
-            refresh_token: body["tokens"]["refresh_token"]
-                .as_str()
-                .expect("refresh")
-                .to_owned(),
-            wallet_id: body["wallet"]["wallet_id"]
-                .as_str()
-                .expect("wallet")
-                .to_owned(),
-            account_number: body["wallet"]["account_number"]
-                .as_str()
-                .expect("number")
-                .to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            user_id: text(&me["user"]["user_id"], "user id"),
+            access_token,
+            refresh_token: text(&tokens["refresh_token"], "refresh token"),
+            wallet_id: text(&me["wallets"][0]["wallet_id"], "wallet"),
+            account_number: text(&me["wallets"][0]["account_number"], "account number"),
         }
     }
 

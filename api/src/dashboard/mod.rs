@@ -14,10 +14,10 @@ use paycore_jobs::{
 };
 use poem::{
     get, handler,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode},
     post,
     web::{Data, Form, Path, Query},
-    Request, Response, Route,
+    Endpoint, EndpointExt, Request, Response, Route,
 };
 use serde_json::json;
 
@@ -38,9 +38,46 @@ const THROUGHPUT_MINUTES: i32 = 15;
 /// Jobs per dashboard page.
 const JOBS_PAGE: i64 = 50;
 
-pub fn routes() -> Route {
+/// What every dashboard answer tells the browser (docs/security.md §8): never inside a frame (clickjacking), only
+/// this origin's stylesheet and forms, no scripts at all, no guessing of content types, and no full URLs (which
+/// carry job filters and ids) in the `Referer` of links that leave the dashboard.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+];
+
+/// The dashboard's pages, each answer with [`SECURITY_HEADERS`].
+pub fn routes() -> impl Endpoint<Output = Response> {
+    pages().after(|result| async move {
+        let mut response = result.unwrap_or_else(|error| error.into_response());
+        for (name, value) in SECURITY_HEADERS {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        Ok(response)
+    })
+}
+
+/// The one stylesheet, compiled in like the templates.
+#[handler]
+fn stylesheet() -> Response {
+    Response::builder()
+        .content_type("text/css; charset=utf-8")
+        .header("cache-control", "public, max-age=300")
+        .body(include_str!("../../../templates/admin/admin.css"))
+}
+
+fn pages() -> Route {
     Route::new()
         .at("/", get(overview))
+        .at("/assets/admin.css", get(stylesheet))
         .at("/login", get(login_page).post(login_submit))
         .at("/login/code", post(login_code))
         .at("/logout", post(logout))

@@ -220,11 +220,12 @@ impl From<wallet::UserView> for UserBody {
     }
 }
 
+/// The answer to every accepted registration, whether or not the address already had an account.
 #[derive(Debug, Object)]
-pub struct RegisteredBody {
-    pub user: UserBody,
-    pub wallet: WalletBody,
-    pub tokens: TokensBody,
+pub struct RegistrationAcceptedBody {
+    /// Always `accepted`.
+    pub status: String,
+    pub message: String,
 }
 
 #[derive(Debug, Object)]
@@ -235,10 +236,16 @@ pub struct MeBody {
 
 #[derive(ApiResponse)]
 pub enum RegisterResponse {
-    /// Registered: the user, their NGN wallet (with the welcome bonus) and a first session.
-    #[oai(status = 201)]
-    Created(Json<RegisteredBody>),
+    /// Accepted: the same answer whether the account was created or the e-mail address or phone number already
+    /// had one (its owner is told by e-mail). Sign in with the e-mail address and password to continue.
+    #[oai(status = 202)]
+    Accepted(Json<RegistrationAcceptedBody>),
 }
+
+/// What every accepted registration is told (docs/security.md §10).
+const REGISTRATION_ACCEPTED: &str =
+    "Check your e-mail: we sent a verification code to the address, or a note if \
+     it already has an account. Then sign in with your e-mail address and password.";
 
 fn client_ip(request: &Request) -> Option<String> {
     crate::client::request_ip(request)
@@ -300,7 +307,8 @@ fn auth_error(error: AuthError) -> ApiError {
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTag::Auth")]
 impl AuthApi {
-    /// Register: creates the user, an NGN wallet credited with the welcome bonus, and a session.
+    /// Register: creates the user and an NGN wallet credited with the welcome bonus, and e-mails a verification
+    /// code; then sign in. A taken e-mail address or phone number gets the same answer, and its owner an e-mail.
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
         &self,
@@ -342,38 +350,24 @@ impl AuthApi {
             full_name,
             role: Role::User,
         };
-        let registered = wallet::register(
-            &state.pool,
-            &state.config,
-            &state.keys,
-            new_user,
-            client_ip(request).as_deref(),
-            user_agent(request).as_deref(),
-        )
-        .await
-        .map_err(|error| match error {
-            RegisterError::EmailTaken => {
-                ApiError::conflict("email_taken", "This email is already registered.")
-            }
-            RegisterError::PhoneTaken => {
-                ApiError::conflict("phone_taken", "This phone number is already registered.")
-            }
-            RegisterError::Throttled {
-                retry_after_seconds,
-            } => ApiError::rate_limited_for(
-                "too_many_registrations",
-                format!(
-                    "Too many registrations from this address; try again in {retry_after_seconds} seconds."
+        // Created or taken, the answer is the same (docs/security.md §10).
+        wallet::register(&state.pool, &state.config, new_user, client_ip(request).as_deref())
+            .await
+            .map_err(|error| match error {
+                RegisterError::Throttled {
+                    retry_after_seconds,
+                } => ApiError::rate_limited_for(
+                    "too_many_registrations",
+                    format!(
+                        "Too many registrations from this address; try again in {retry_after_seconds} seconds."
+                    ),
+                    retry_after_seconds,
                 ),
-                retry_after_seconds,
-            ),
-            other => ApiError::internal(other),
-        })?;
-        let wallet = WalletBody::load(&state.pool, &registered.wallet).await?;
-        Ok(RegisterResponse::Created(Json(RegisteredBody {
-            user: registered.user.into(),
-            wallet,
-            tokens: registered.tokens.into(),
+                other => ApiError::internal(other),
+            })?;
+        Ok(RegisterResponse::Accepted(Json(RegistrationAcceptedBody {
+            status: "accepted".into(),
+            message: REGISTRATION_ACCEPTED.into(),
         })))
     }
 

@@ -1,7 +1,7 @@
 //! `/api/v1/deposits`: money in through the payment gateway's hosted page. Deposits by bank transfer into a
 //! wallet's account number arrive by the gateway's signed webhook and are listed here too.
 
-use paycore_jobs::domains::deposit::{self, DepositRejection, DepositRow};
+use paycore_jobs::domains::deposit::{self, DepositRejection, DepositRow, ReturnUrlRejection};
 use paycore_jobs::money::Amount;
 use paycore_jobs::operation::{self, Operation};
 use poem_openapi::{
@@ -27,16 +27,14 @@ pub struct DepositsApi {
     pub state: AppState,
 }
 
-/// The longest return URL accepted.
-const RETURN_URL_CHARS_MAX: usize = 500;
-
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CreateDepositRequest {
     /// An NGN wallet of the caller.
     pub wallet_id: IdText,
     /// Minor units (kobo), at least 10000 (₦100).
     pub amount: MinorUnits,
-    /// Where the payment page sends the customer afterwards (http or https).
+    /// Where the payment page sends the customer afterwards: an http(s) URL on a host the platform allows
+    /// (`DEPOSIT_RETURN_HOSTS`), else 400 `return_url_host_not_allowed`.
     #[oai(nullable)]
     pub return_url: Option<String>,
 }
@@ -193,20 +191,19 @@ impl DepositsApi {
         }
         let return_url = match body.return_url.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(url)
-                if url.len() <= RETURN_URL_CHARS_MAX
-                    && (url.starts_with("https://") || url.starts_with("http://"))
-                    && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-            {
-                Some(url.to_owned())
-            }
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "invalid_return_url",
-                    "The return URL must be an http(s) URL of at most 500 characters.",
-                    Some("return_url"),
-                ))
-            }
+            Some(url) => Some(deposit::check_return_url(&self.state.config, url).map_err(
+                |rejection| {
+                    let message = match rejection {
+                        ReturnUrlRejection::Malformed => {
+                            "The return URL must be an http(s) URL of at most 500 characters."
+                        }
+                        ReturnUrlRejection::HostNotAllowed => {
+                            "The return URL's host is not one this platform returns customers to."
+                        }
+                    };
+                    ApiError::invalid(rejection.code(), message, Some("return_url"))
+                },
+            )?),
         };
         let hash = idempotent::request_hash("deposits", &body.0)?;
         let action = CreateDeposit {

@@ -89,6 +89,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         "password_reset",
         "new_device",
         "password_changed",
+        "registration_attempt",
         "transfer_sent",
         "transfer_received",
         "transfer_awaiting_acceptance",
@@ -418,6 +419,7 @@ mod tests {
             "biller": "EKEDC Prepaid", "customer_id": "45000000001", "token": "1234-5678", "units": "5 kWh",
             "available": "NGN 10.00", "currency": "NGN", "threshold": "NGN 1,000.00", "ip": "127.0.0.1",
             "user_agent": "curl", "at": "now", "expires_at": "tomorrow", "how": "changed",
+            "what": "e-mail address",
         });
         for template in [
             "email_verification",
@@ -425,6 +427,7 @@ mod tests {
             "password_reset",
             "new_device",
             "password_changed",
+            "registration_attempt",
             "transfer_sent",
             "transfer_received",
             "transfer_awaiting_acceptance",

@@ -80,6 +80,12 @@ pub enum Event {
         how: &'static str,
         at: DateTime<Utc>,
     },
+    /// Someone tried to register a new account with this account's e-mail address or phone number.
+    RegistrationAttempt {
+        /// `e-mail address` or `phone number`.
+        what: &'static str,
+        at: DateTime<Utc>,
+    },
     TransferSent {
         amount: i64,
         fee: i64,
@@ -144,6 +150,7 @@ impl Event {
             Event::PasswordReset { .. } => "password_reset",
             Event::NewDevice { .. } => "new_device",
             Event::PasswordChanged { .. } => "password_changed",
+            Event::RegistrationAttempt { .. } => "registration_attempt",
             Event::TransferSent { .. } => "transfer_sent",
             Event::TransferReceived { .. } => "transfer_received",
             Event::TransferAwaitingAcceptance { .. } => "transfer_awaiting_acceptance",
@@ -163,6 +170,7 @@ impl Event {
                 | Event::PasswordReset { .. }
                 | Event::NewDevice { .. }
                 | Event::PasswordChanged { .. }
+                | Event::RegistrationAttempt { .. }
         )
     }
 
@@ -188,6 +196,9 @@ impl Event {
             }
             Event::PasswordChanged { how, at } => {
                 json!({"how": how, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
+            }
+            Event::RegistrationAttempt { what, at } => {
+                json!({"what": what, "at": at.format("%Y-%m-%d %H:%M UTC").to_string()})
             }
             Event::TransferSent {
                 amount,
@@ -274,6 +285,14 @@ impl Event {
             Event::PasswordChanged { .. } => (
                 "Password changed".into(),
                 format!("Your password was {} at {}.", s("how"), s("at")),
+            ),
+            Event::RegistrationAttempt { .. } => (
+                "Registration attempt".into(),
+                format!(
+                    "Someone tried to register a new account with your {} at {}.",
+                    s("what"),
+                    s("at")
+                ),
             ),
             Event::TransferSent { .. } => (
                 "Transfer sent".into(),

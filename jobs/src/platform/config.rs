@@ -80,6 +80,9 @@ pub struct SecurityConfig {
     /// Requests per minute in each route class, per user and per address (`RATE_LIMIT_<CLASS>`); the api reads
     /// them as `name -> (per user, per address)`.
     pub rate_limits: BTreeMap<String, (u32, u32)>,
+    /// The bearer token `/metrics` requires (`METRICS_TOKEN`). Unset, `/metrics` is open in development and
+    /// closed in production (docs/security.md §7).
+    pub metrics_token: Option<Secret>,
 }
 
 /// E-mail, push and in-app notification settings.
@@ -153,6 +156,9 @@ pub struct ProvidersConfig {
     pub payout_approval_threshold_minor: i64,
     /// Where the gateway sends the customer after the hosted payment page, when the request names none.
     pub deposit_return_url: Option<String>,
+    /// Hosts a deposit's `return_url` may point at (`DEPOSIT_RETURN_HOSTS`, lowercase; `*.example.com` for its
+    /// subdomains), and always the host of `DEPOSIT_RETURN_URL` (docs/security.md §9).
+    pub deposit_return_hosts: Vec<String>,
     /// The sandbox providers' port in development (`paycore-dev` starts them).
     pub sandbox_port: u16,
     /// How soon a payout or bill the provider reports as pending is asked about again.
@@ -528,6 +534,8 @@ fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, 
             reason: format!("{part:?} is not an IP address"),
         })?);
     }
+    let deposit_return_url = env.get("DEPOSIT_RETURN_URL");
+    let deposit_return_hosts = deposit_return_hosts(env, deposit_return_url.as_deref())?;
     let threshold: i64 = env.parse("PAYOUT_APPROVAL_THRESHOLD", 100_000_000)?;
     if threshold <= 0 {
         return Err(ConfigError::Invalid {
@@ -550,10 +558,50 @@ fn providers_config(env: &Env<'_>, production: bool) -> Result<ProvidersConfig, 
         webhook_tolerance: Duration::from_secs(env.parse("WEBHOOK_TOLERANCE_SECONDS", 300)?),
         webhook_allowed_ips,
         payout_approval_threshold_minor: threshold,
-        deposit_return_url: env.get("DEPOSIT_RETURN_URL"),
+        deposit_return_url,
+        deposit_return_hosts,
         sandbox_port,
         status_poll: env.millis("PROVIDER_STATUS_POLL_MS", Duration::from_secs(30))?,
     })
+}
+
+/// Where deposits may send the customer back to when nothing is configured: this machine, for development.
+pub const DEFAULT_DEPOSIT_RETURN_HOSTS: &str = "localhost,127.0.0.1";
+
+fn deposit_return_hosts(
+    env: &Env<'_>,
+    return_url: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let name = "DEPOSIT_RETURN_HOSTS";
+    let raw = env
+        .get(name)
+        .unwrap_or_else(|| DEFAULT_DEPOSIT_RETURN_HOSTS.to_owned());
+    let mut hosts = Vec::new();
+    for host in raw.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        let valid = !bare.is_empty()
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{host:?} is not a host name (no scheme, port or path)"),
+            });
+        }
+        hosts.push(host.to_ascii_lowercase());
+    }
+    // The configured default return URL is always a valid destination.
+    if let Some(url) = return_url {
+        let parsed = reqwest::Url::parse(url).map_err(|_| ConfigError::Invalid {
+            name: "DEPOSIT_RETURN_URL",
+            reason: "must be an absolute http(s) URL".into(),
+        })?;
+        if let Some(host) = parsed.host_str() {
+            hosts.push(host.to_ascii_lowercase());
+        }
+    }
+    Ok(hosts)
 }
 
 /// The route classes of the general rate limiter with their default limits per minute, (per user, per address):
@@ -588,6 +636,9 @@ fn ip_list(env: &Env<'_>, name: &'static str) -> Result<Vec<std::net::IpAddr>, C
     Ok(ips)
 }
 
+/// A metrics token shorter than this could be guessed; `/metrics` is not behind the sign-in throttles.
+pub const METRICS_TOKEN_CHARS_MIN: usize = 16;
+
 fn security_config(env: &Env<'_>) -> Result<SecurityConfig, ConfigError> {
     let registrations: i32 = env.parse("REGISTRATIONS_PER_ADDRESS_PER_HOUR", 10)?;
     if registrations < 1 {
@@ -618,6 +669,15 @@ fn security_config(env: &Env<'_>) -> Result<SecurityConfig, ConfigError> {
         trusted_proxies: ip_list(env, "TRUSTED_PROXIES")?,
         registrations_per_address_per_hour: registrations,
         rate_limits,
+        metrics_token: match env.get("METRICS_TOKEN") {
+            Some(token) if token.trim().len() < METRICS_TOKEN_CHARS_MIN => {
+                return Err(ConfigError::Invalid {
+                    name: "METRICS_TOKEN",
+                    reason: format!("must be at least {METRICS_TOKEN_CHARS_MIN} characters"),
+                })
+            }
+            token => token.map(|token| Secret::new(token.trim())),
+        },
     })
 }
 

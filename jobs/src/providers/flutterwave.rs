@@ -14,7 +14,8 @@ use super::capability::{
     SettlementRecord, VendInstruction, VendState, VendStatus,
 };
 use super::http::{
-    classify_status, major_to_minor, minor_to_major_string, transport_error, urlencode,
+    classify_status, major_amount_at, minor_to_major_string, parse_exact, transport_error,
+    urlencode,
 };
 use crate::money::Currency;
 
@@ -76,7 +77,9 @@ impl Flutterwave {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let text = response.text().await.map_err(transport_error)?;
-        match serde_json::from_str::<Envelope>(&text) {
+        // Amounts come in naira with kobo as decimals: parsed from their exact text, never through an f64.
+        let envelope = parse_exact(&text).and_then(serde_json::from_value::<Envelope>);
+        match envelope {
             Ok(envelope) if status.is_success() && envelope.status == "success" => {
                 Ok(envelope.data)
             }
@@ -101,25 +104,26 @@ impl Flutterwave {
         }
     }
 
-    fn vend_state(data: &Value, reference: &str, fallback: VendStatus) -> VendState {
+    fn vend_state(
+        data: &Value,
+        reference: &str,
+        fallback: VendStatus,
+    ) -> ProviderResult<VendState> {
         let extra = data.get("extra");
         let token = str_of(data, "recharge_token")
             .or_else(|| str_of(data, "token"))
             .or_else(|| extra.and_then(|e| str_of(e, "token")));
-        VendState {
+        Ok(VendState {
             reference: str_of(data, "reference").unwrap_or_else(|| reference.to_owned()),
             status: str_of(data, "status")
                 .map(|s| vend_status(&s))
                 .unwrap_or(fallback),
             provider_reference: str_of(data, "tx_ref").or_else(|| str_of(data, "flw_ref")),
-            amount_minor: data
-                .get("amount")
-                .and_then(|a| major_to_minor(a, Currency::Ngn))
-                .unwrap_or(0),
+            amount_minor: major_amount_at(data, "amount", Currency::Ngn)?.unwrap_or(0),
             token,
             units: str_of(data, "units").or_else(|| extra.and_then(|e| str_of(e, "units"))),
             message: str_of(data, "message"),
-        }
+        })
     }
 }
 
@@ -139,14 +143,21 @@ impl BillsProvider for Flutterwave {
             Ok(items
                 .iter()
                 .filter_map(|item| {
+                    let item_code = str_of(item, "item_code")?;
+                    // An item whose price is not an exact naira amount is left out, never offered at a
+                    // rounded price.
+                    let amount_minor = match major_amount_at(item, "amount", Currency::Ngn) {
+                        Ok(amount) => amount.unwrap_or(0),
+                        Err(error) => {
+                            tracing::warn!(%error, %item_code, "a biller item with a malformed price is left out");
+                            return None;
+                        }
+                    };
                     Some(BillItem {
                         biller_code: str_of(item, "biller_code")?,
-                        item_code: str_of(item, "item_code")?,
+                        item_code,
                         name: str_of(item, "biller_name").or_else(|| str_of(item, "name"))?,
-                        amount_minor: item
-                            .get("amount")
-                            .and_then(|a| major_to_minor(a, Currency::Ngn))
-                            .unwrap_or(0),
+                        amount_minor,
                     })
                 })
                 .collect())
@@ -208,11 +219,7 @@ impl BillsProvider for Flutterwave {
             let data = self
                 .call(reqwest::Method::POST, &path, &[], Some(body))
                 .await?;
-            Ok(Self::vend_state(
-                &data,
-                &instruction.reference,
-                VendStatus::Success,
-            ))
+            Self::vend_state(&data, &instruction.reference, VendStatus::Success)
         })
     }
 
@@ -220,7 +227,7 @@ impl BillsProvider for Flutterwave {
         Box::pin(async move {
             let path = format!("/bills/{}", urlencode(reference));
             let data = self.call(reqwest::Method::GET, &path, &[], None).await?;
-            Ok(Self::vend_state(&data, reference, VendStatus::Pending))
+            Self::vend_state(&data, reference, VendStatus::Pending)
         })
     }
 
@@ -238,21 +245,26 @@ impl BillsProvider for Flutterwave {
                 .get("details")
                 .and_then(Value::as_array)
                 .ok_or_else(|| ProviderError::Protocol("no details in the bills list".into()))?;
-            Ok(details
-                .iter()
-                .filter_map(|d| {
-                    let status = vend_status(&str_of(d, "status")?);
-                    (status == VendStatus::Success).then_some(())?;
-                    Some(SettlementRecord {
-                        reference: str_of(d, "reference")?,
-                        amount_minor: d
-                            .get("amount")
-                            .and_then(|a| major_to_minor(a, Currency::Ngn))?,
-                        currency: str_of(d, "currency").unwrap_or_else(|| "NGN".into()),
-                        status: "success".into(),
-                    })
-                })
-                .collect())
+            // A settled vend whose amount is malformed fails the listing (the reconciliation retries and
+            // reports it) rather than being dropped or rounded.
+            let mut records = Vec::new();
+            for d in details {
+                let settled =
+                    str_of(d, "status").is_some_and(|s| vend_status(&s) == VendStatus::Success);
+                let (true, Some(reference)) = (settled, str_of(d, "reference")) else {
+                    continue;
+                };
+                let Some(amount_minor) = major_amount_at(d, "amount", Currency::Ngn)? else {
+                    continue;
+                };
+                records.push(SettlementRecord {
+                    reference,
+                    amount_minor,
+                    currency: str_of(d, "currency").unwrap_or_else(|| "NGN".into()),
+                    status: "success".into(),
+                });
+            }
+            Ok(records)
         })
     }
 }

@@ -35,6 +35,18 @@ pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Whether two secrets (tokens, keys) are equal, in time that does not depend on where they first differ: both
+/// are hashed and the digests compared in full.
+pub fn secrets_equal(given: &str, expected: &str) -> bool {
+    use sha2::Digest;
+    let (given, expected) = (Sha256::digest(given), Sha256::digest(expected));
+    given
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod api_basics;
 mod contract;
 mod dashboard;
 mod engine;
+mod hardening;
 mod ledger;
 mod module_graph;
 mod money;

@@ -63,10 +63,15 @@ async fn emails_are_unique_regardless_of_case() {
             &json!({"email": first.email.to_uppercase(), "password": "another password", "full_name": "Copy"}),
         )
         .await;
-    assert_eq!(
-        error_code(response, StatusCode::CONFLICT).await,
-        "email_taken"
-    );
+    // Accepted like any registration (docs/security.md §10), but nothing is created.
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from app_user where lower(email) = lower($1)")
+            .bind(&first.email)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("count");
+    assert_eq!(users, 1);
 }
 
 #[tokio::test]

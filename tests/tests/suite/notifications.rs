@@ -477,17 +477,18 @@ async fn money_events_mail_the_right_people_with_the_right_content() {
         .all(|m| !m.subject().contains("Deposit")));
 }
 
-/// Registers `nobody@paycore.test`, whose mailbox the SMTP sink refuses (550); the registration's answer.
-async fn register_refused_mailbox(app: &TestApp) -> Value {
+/// Registers `nobody@paycore.test`, whose mailbox the SMTP sink refuses (550), and signs in as them.
+async fn register_refused_mailbox(app: &TestApp) -> TestUser {
+    let (email, password) = ("nobody@paycore.test", "correct horse battery");
     let response = app
         .post(
             "/api/v1/auth/register",
             None,
-            &json!({"email": "nobody@paycore.test", "password": "correct horse battery", "full_name": "Nobody"}),
+            &json!({"email": email, "password": password, "full_name": "Nobody"}),
         )
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("json")
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.sign_in_user(email, password).await
 }
 
 /// Waits for the `email.send` job of `template` to the refused mailbox to be dead; its status and attempts.
@@ -540,8 +541,9 @@ async fn a_settlement_mails_both_sides_in_one_job_and_a_refused_message_is_retri
     let (app, sink) = app_with_smtp(&[]).await;
     let ada = app.register_user("ada").await;
     let nobody = register_refused_mailbox(&app).await;
-    let number = nobody["wallet"]["account_number"].as_str().expect("number");
-    let sent = app.transfer(&ada, number, 100_000, json!({})).await;
+    let sent = app
+        .transfer(&ada, &nobody.account_number, 100_000, json!({}))
+        .await;
     assert!(sent.status().is_success(), "{}", sent.status());
     mail(&sink, &ada.email, "You sent NGN 1,000.00").await;
     // Both sides' mail went out in one job; the refused one was enqueued alone, tried once and is dead.

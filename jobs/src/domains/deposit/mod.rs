@@ -117,6 +117,73 @@ impl DepositRejection {
     }
 }
 
+/// The longest return URL accepted.
+pub const RETURN_URL_CHARS_MAX: usize = 500;
+
+/// Why a deposit's `return_url` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnUrlRejection {
+    #[error("the return URL must be an http(s) URL of at most 500 characters")]
+    Malformed,
+    #[error("the return URL's host is not on the allow-list")]
+    HostNotAllowed,
+}
+
+impl ReturnUrlRejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed => "invalid_return_url",
+            Self::HostNotAllowed => "return_url_host_not_allowed",
+        }
+    }
+}
+
+/// Checks where the gateway may send the customer after the payment page: an absolute http(s) URL, without
+/// credentials, whose host is on `DEPOSIT_RETURN_HOSTS` (docs/security.md §9). The payment page redirects there
+/// with our name on it, so any other host would make PayCore an open redirect for phishing. The URL is parsed,
+/// never matched as text, so `https://localhost@evil.example` or `https://localhost.evil.example` are not taken
+/// for localhost. Returns the URL as parsed (normalised).
+pub fn check_return_url(config: &Config, raw: &str) -> Result<String, ReturnUrlRejection> {
+    let raw = raw.trim();
+    if raw.chars().count() > RETURN_URL_CHARS_MAX
+        || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ReturnUrlRejection::Malformed);
+    }
+    let url = reqwest::Url::parse(raw).map_err(|_| ReturnUrlRejection::Malformed)?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(ReturnUrlRejection::Malformed);
+    }
+    let host = url
+        .host_str()
+        .ok_or(ReturnUrlRejection::Malformed)?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if config
+        .providers
+        .deposit_return_hosts
+        .iter()
+        .any(|allowed| host_allowed(allowed, &host))
+    {
+        Ok(url.to_string())
+    } else {
+        Err(ReturnUrlRejection::HostNotAllowed)
+    }
+}
+
+/// `allowed` is a host (`shop.example.com`) or every subdomain of one (`*.example.com`, not the bare domain).
+fn host_allowed(allowed: &str, host: &str) -> bool {
+    match allowed.strip_prefix("*.") {
+        Some(parent) => host
+            .strip_suffix(parent)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => host == allowed,
+    }
+}
+
 /// The deposit fee on `amount`, never the whole amount.
 pub fn fee_for(config: &Config, amount: Amount) -> i64 {
     config
@@ -620,4 +687,94 @@ pub fn schedules() -> Vec<ScheduleDef> {
         "deposits.sweep",
         "30 * * * * *",
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_return_url, ReturnUrlRejection};
+    use crate::platform::config::{Config, Env};
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Config::from_env(&Env::new(&lookup)).expect("configuration")
+    }
+
+    #[test]
+    fn by_default_only_this_machine_is_a_return_destination() {
+        let config = config(&[]);
+        for ok in [
+            "http://localhost:3000/done",
+            "https://127.0.0.1/deposits?x=1",
+            "HTTP://LOCALHOST./x",
+        ] {
+            assert!(check_return_url(&config, ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://evil.example/phish",
+            "https://localhost.evil.example/",
+            "https://evil.example/?next=localhost",
+            "https://evil.example\\@localhost/",
+        ] {
+            assert_eq!(
+                check_return_url(&config, refused),
+                Err(ReturnUrlRejection::HostNotAllowed),
+                "{refused}"
+            );
+        }
+        for malformed in [
+            "javascript:alert(1)",
+            "//evil.example/",
+            "ftp://localhost/",
+            "https://user:pass@localhost/",
+            "https://localhost@evil.example/",
+            "localhost/done",
+        ] {
+            assert_eq!(
+                check_return_url(&config, malformed),
+                Err(ReturnUrlRejection::Malformed),
+                "{malformed}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_hosts_and_the_default_return_urls_host_are_allowed_and_wildcards_cover_subdomains_only(
+    ) {
+        let config = config(&[
+            (
+                "DEPOSIT_RETURN_HOSTS",
+                "shop.example.com, *.Merchant.example",
+            ),
+            ("DEPOSIT_RETURN_URL", "https://pay.paycore.example/return"),
+        ]);
+        for ok in [
+            "https://shop.example.com/thanks",
+            "https://a.merchant.example/x",
+            "https://b.a.merchant.example/x",
+            "https://pay.paycore.example/other",
+        ] {
+            assert!(check_return_url(&config, ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://localhost/",
+            "https://merchant.example/",
+            "https://evilmerchant.example/",
+            "https://shop.example.com.evil.io/",
+        ] {
+            assert_eq!(
+                check_return_url(&config, refused),
+                Err(ReturnUrlRejection::HostNotAllowed),
+                "{refused}"
+            );
+        }
+    }
 }

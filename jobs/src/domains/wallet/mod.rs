@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domains::identity::auth::{self, Email, Role, TokenKeys, TokenPair};
+use crate::domains::identity::auth::{self, Email, Role};
 use crate::domains::identity::throttle;
 use crate::ledger::{self, AccountId, Flow, NewTransfer, SystemAccount};
 use crate::money::nuban;
@@ -286,10 +286,6 @@ pub struct NewUser {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
-    #[error("this email is already registered")]
-    EmailTaken,
-    #[error("this phone number is already registered")]
-    PhoneTaken,
     #[error("too many registrations from this address")]
     Throttled { retry_after_seconds: u64 },
     #[error(transparent)]
@@ -306,19 +302,54 @@ pub enum RegisterError {
 pub struct Registered {
     pub user: UserView,
     pub wallet: WalletRow,
-    pub tokens: TokenPair,
 }
 
-/// Registers a user: the user, their NGN wallet, the welcome bonus from the subsidy account and a first session,
-/// all in one transaction.
+/// Which part of a registration already belongs to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Email,
+    Phone,
+}
+
+impl Taken {
+    /// As the warning e-mail names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Taken::Email => "e-mail address",
+            Taken::Phone => "phone number",
+        }
+    }
+}
+
+/// What a registration did. The caller must answer both alike (docs/security.md §10): whether an e-mail address
+/// or phone number has an account is for its owner to know, not for whoever types it in.
+pub enum Registration {
+    /// A new user, their NGN wallet with the welcome bonus, and the verification e-mail on its way.
+    Created(Box<Registered>),
+    /// The e-mail address or phone number belongs to an account already. Nothing was created; that account's
+    /// owner was told by e-mail that someone tried to register with it (at most once an hour).
+    Taken(Taken),
+}
+
+/// At most one "someone tried to register with your address" e-mail an hour per account, so that registering
+/// someone else's address over and over cannot be used to flood their mailbox.
+const TAKEN_WARNING: throttle::Policy = throttle::Policy {
+    free_attempts: 1,
+    base_delay: std::time::Duration::from_secs(3600),
+    max_delay: std::time::Duration::from_secs(3600),
+    window: std::time::Duration::from_secs(3600),
+};
+
+/// Registers a user: the user, their NGN wallet, the welcome bonus from the subsidy account and the verification
+/// e-mail, all in one transaction. No session is opened: the person signs in with the password they chose (and
+/// verifies the address with the e-mailed code). When the e-mail address or phone number is taken, nothing is
+/// created and the owner is warned instead; both paths hash the password first, so they take about as long.
 pub async fn register(
     pool: &PgPool,
     config: &crate::platform::config::Config,
-    keys: &TokenKeys,
     new_user: NewUser,
     ip: Option<&str>,
-    user_agent: Option<&str>,
-) -> Result<Registered, RegisterError> {
+) -> Result<Registration, RegisterError> {
     // Counted before anything else, so parallel sign-ups from one address cannot slip past (and a refusal writes
     // nothing but the count). The welcome bonus makes every account worth creating in bulk.
     let origin = ip.unwrap_or("unknown");
@@ -356,10 +387,14 @@ pub async fn register(
     let user = match inserted {
         Ok(user) => user,
         Err(sqlx::Error::Database(db)) if db.constraint() == Some("app_user_email_unique") => {
-            return Err(RegisterError::EmailTaken)
+            drop(tx);
+            warn_owner(pool, &new_user, Taken::Email).await?;
+            return Ok(Registration::Taken(Taken::Email));
         }
         Err(sqlx::Error::Database(db)) if db.constraint() == Some("app_user_phone_unique") => {
-            return Err(RegisterError::PhoneTaken)
+            drop(tx);
+            warn_owner(pool, &new_user, Taken::Phone).await?;
+            return Ok(Registration::Taken(Taken::Phone));
         }
         Err(error) => return Err(error.into()),
     };
@@ -381,8 +416,6 @@ pub async fn register(
         )
         .await?;
     }
-    let tokens =
-        auth::open_session_tx(&mut tx, keys, user_id, new_user.role, ip, user_agent).await?;
     // The e-mail verification code goes out with the registration (a fresh user cannot be throttled).
     if let Ok((_, code)) = crate::domains::identity::otp::issue_tx(
         &mut tx,
@@ -405,11 +438,49 @@ pub async fn register(
     }
     tx.commit().await?;
     crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
-    Ok(Registered {
-        user,
-        wallet,
-        tokens,
-    })
+    Ok(Registration::Created(Box::new(Registered { user, wallet })))
+}
+
+/// Tells the owner of the taken e-mail address or phone number that someone tried to register with it: the
+/// warning goes to the account's own address, never to the one typed in.
+async fn warn_owner(pool: &PgPool, new_user: &NewUser, taken: Taken) -> Result<(), RegisterError> {
+    let owner: Option<Uuid> = match taken {
+        Taken::Email => {
+            sqlx::query_scalar("select user_id from app_user where lower(email) = lower($1)")
+                .bind(new_user.email.as_str())
+                .fetch_optional(pool)
+                .await?
+        }
+        Taken::Phone => {
+            sqlx::query_scalar("select user_id from app_user where phone = $1")
+                .bind(&new_user.phone)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    // Gone since the insert failed (deleted in between): nobody to warn.
+    let Some(owner) = owner else { return Ok(()) };
+    let key = format!("register:taken-warning:{owner}");
+    if throttle::reserve(pool, &[(key, TAKEN_WARNING)], Utc::now())
+        .await?
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    crate::notify::notify_tx(
+        &mut tx,
+        owner,
+        &crate::notify::Event::RegistrationAttempt {
+            what: taken.as_str(),
+            at: Utc::now(),
+        },
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    crate::engine::wake(pool, &[crate::engine::Queue::Emails]).await;
+    Ok(())
 }
 
 /// Creates an admin (without a wallet) unless a user with this email exists; true when created.
