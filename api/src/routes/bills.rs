@@ -621,18 +621,22 @@ impl BillsApi {
             .as_deref()
             .map(|id| parse_id(id, "starting_after"))
             .transpose()?;
-        let rows: Vec<BillPaymentRow> = sqlx::query_as(
-            "select * from bill_payment where user_id = $1
+        let rows: Vec<BillPaymentRow> = sqlx::query_as!(
+            BillPaymentRow,
+            "select payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+                 customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token,
+                 token_units, failure_reason, created_at, updated_at, completed_at
+             from bill_payment where user_id = $1
                and ($2::text is null or category = $2) and ($3::text is null or status = $3)
                and ($4::uuid is null or (created_at, payment_id) <
                     (select created_at, payment_id from bill_payment where payment_id = $4 and user_id = $1))
              order by created_at desc, payment_id desc limit $5",
+            caller.0.user_id,
+            category.0.as_deref(),
+            status.0.as_deref(),
+            after,
+            limit + 1,
         )
-        .bind(caller.0.user_id)
-        .bind(category.0.as_deref())
-        .bind(status.0.as_deref())
-        .bind(after)
-        .bind(limit + 1)
         .fetch_all(&self.state.pool)
         .await?;
         let has_more = rows.len() as i64 > limit;

@@ -162,17 +162,18 @@ impl NotificationsApi {
             .map(|id| parse_id(id, "starting_after"))
             .transpose()?;
         let user_id = caller.0.user_id;
-        let rows: Vec<NotificationBody> = sqlx::query_as(
+        let rows: Vec<NotificationBody> = sqlx::query_as!(
+            NotificationBody,
             "select notification_id, kind, title, body, data, operation_id, read_at, created_at
              from notification where user_id = $1 and (not $2 or read_at is null)
                and ($3::uuid is null or (created_at, notification_id) <
                     (select created_at, notification_id from notification where notification_id = $3 and user_id = $1))
              order by created_at desc, notification_id desc limit $4",
+            user_id,
+            unread.0.unwrap_or(false),
+            after,
+            limit + 1,
         )
-        .bind(user_id)
-        .bind(unread.0.unwrap_or(false))
-        .bind(after)
-        .bind(limit + 1)
         .fetch_all(&self.state.pool)
         .await?;
         let has_more = rows.len() as i64 > limit;
@@ -202,11 +203,11 @@ impl NotificationsApi {
         notification_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let id = parse_id(&notification_id, "notification_id").map_err(|_| not_found())?;
-        let found = sqlx::query(
+        let found = sqlx::query!(
             "update notification set read_at = coalesce(read_at, now()) where notification_id = $1 and user_id = $2",
+            id,
+            caller.0.user_id,
         )
-        .bind(id)
-        .bind(caller.0.user_id)
         .execute(&self.state.pool)
         .await?
         .rows_affected();
@@ -219,10 +220,10 @@ impl NotificationsApi {
     /// Mark every notification read.
     #[oai(path = "/notifications/read-all", method = "post")]
     async fn mark_all_read(&self, caller: BearerAuth) -> ApiResult<Json<ReadAll>> {
-        let marked = sqlx::query(
+        let marked = sqlx::query!(
             "update notification set read_at = now() where user_id = $1 and read_at is null",
+            caller.0.user_id,
         )
-        .bind(caller.0.user_id)
         .execute(&self.state.pool)
         .await?
         .rows_affected();
@@ -242,13 +243,14 @@ impl NotificationsApi {
         notification_id: Path<String>,
     ) -> ApiResult<NoContent> {
         let id = parse_id(&notification_id, "notification_id").map_err(|_| not_found())?;
-        let deleted =
-            sqlx::query("delete from notification where notification_id = $1 and user_id = $2")
-                .bind(id)
-                .bind(caller.0.user_id)
-                .execute(&self.state.pool)
-                .await?
-                .rows_affected();
+        let deleted = sqlx::query!(
+            "delete from notification where notification_id = $1 and user_id = $2",
+            id,
+            caller.0.user_id,
+        )
+        .execute(&self.state.pool)
+        .await?
+        .rows_affected();
         if deleted == 0 {
             return Err(not_found());
         }
@@ -258,16 +260,16 @@ impl NotificationsApi {
     /// Which channels the caller receives notifications on.
     #[oai(path = "/notifications/preferences", method = "get")]
     async fn preferences(&self, caller: BearerAuth) -> ApiResult<Json<PreferencesBody>> {
-        let (email, push, in_app): (bool, bool, bool) = sqlx::query_as(
+        let chosen = sqlx::query!(
             "select notify_email, notify_push, notify_in_app from app_user where user_id = $1",
+            caller.0.user_id,
         )
-        .bind(caller.0.user_id)
         .fetch_one(&self.state.pool)
         .await?;
         Ok(Json(PreferencesBody {
-            email,
-            push,
-            in_app,
+            email: chosen.notify_email,
+            push: chosen.notify_push,
+            in_app: chosen.notify_in_app,
             security_email_always_on: true,
         }))
     }
@@ -279,14 +281,14 @@ impl NotificationsApi {
         caller: BearerAuth,
         body: Body<Preferences>,
     ) -> ApiResult<Json<PreferencesBody>> {
-        sqlx::query(
+        sqlx::query!(
             "update app_user set notify_email = $2, notify_push = $3, notify_in_app = $4, updated_at = now()
              where user_id = $1",
+            caller.0.user_id,
+            body.email,
+            body.push,
+            body.in_app,
         )
-        .bind(caller.0.user_id)
-        .bind(body.email)
-        .bind(body.push)
-        .bind(body.in_app)
         .execute(&self.state.pool)
         .await?;
         Ok(Json(PreferencesBody {
@@ -323,16 +325,17 @@ impl NotificationsApi {
                 Some("platform"),
             ));
         }
-        let device: DeviceBody = sqlx::query_as(
+        let device: DeviceBody = sqlx::query_as!(
+            DeviceBody,
             "insert into push_device (device_id, user_id, token, platform) values ($1, $2, $3, $4)
              on conflict (token) do update set user_id = excluded.user_id, platform = excluded.platform,
                  last_seen_at = now()
              returning device_id, platform, created_at, last_seen_at",
+            Uuid::now_v7(),
+            caller.0.user_id,
+            token,
+            body.platform,
         )
-        .bind(Uuid::now_v7())
-        .bind(caller.0.user_id)
-        .bind(token)
-        .bind(&body.platform)
         .fetch_one(&self.state.pool)
         .await?;
         Ok(DeviceRegistered::Created(Json(device)))
@@ -341,11 +344,12 @@ impl NotificationsApi {
     /// The caller's registered devices.
     #[oai(path = "/devices", method = "get")]
     async fn devices(&self, caller: BearerAuth) -> ApiResult<Json<DeviceList>> {
-        let data = sqlx::query_as(
+        let data = sqlx::query_as!(
+            DeviceBody,
             "select device_id, platform, created_at, last_seen_at from push_device where user_id = $1
              order by created_at desc",
+            caller.0.user_id,
         )
-        .bind(caller.0.user_id)
         .fetch_all(&self.state.pool)
         .await?;
         Ok(Json(DeviceList { data }))
@@ -363,12 +367,14 @@ impl NotificationsApi {
     ) -> ApiResult<NoContent> {
         let missing = || ApiError::not_found("device_not_found", "No such device.");
         let id = parse_id(&device_id, "device_id").map_err(|_| missing())?;
-        let deleted = sqlx::query("delete from push_device where device_id = $1 and user_id = $2")
-            .bind(id)
-            .bind(caller.0.user_id)
-            .execute(&self.state.pool)
-            .await?
-            .rows_affected();
+        let deleted = sqlx::query!(
+            "delete from push_device where device_id = $1 and user_id = $2",
+            id,
+            caller.0.user_id,
+        )
+        .execute(&self.state.pool)
+        .await?
+        .rows_affected();
         if deleted == 0 {
             return Err(missing());
         }
@@ -473,10 +479,10 @@ impl NotificationsApi {
 
 impl NotificationsApi {
     async fn unread(&self, user_id: Uuid) -> ApiResult<i64> {
-        Ok(sqlx::query_scalar(
-            "select count(*) from notification where user_id = $1 and read_at is null",
+        Ok(sqlx::query_scalar!(
+            r#"select count(*) as "count!" from notification where user_id = $1 and read_at is null"#,
+            user_id,
         )
-        .bind(user_id)
         .fetch_one(&self.state.pool)
         .await?)
     }

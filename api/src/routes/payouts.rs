@@ -385,16 +385,20 @@ pub(crate) async fn list_payouts(
     let after = starting_after
         .map(|id| parse_id(id, "starting_after"))
         .transpose()?;
-    let rows: Vec<PayoutRow> = sqlx::query_as(
-        "select * from payout where ($1::uuid is null or user_id = $1) and ($2::text is null or status = $2)
+    let rows: Vec<PayoutRow> = sqlx::query_as!(
+        PayoutRow,
+        "select payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at
+         from payout where ($1::uuid is null or user_id = $1) and ($2::text is null or status = $2)
            and ($3::uuid is null or (created_at, payout_id) <
                 (select created_at, payout_id from payout where payout_id = $3))
          order by created_at desc, payout_id desc limit $4",
+        user_id,
+        status,
+        after,
+        limit + 1,
     )
-    .bind(user_id)
-    .bind(status)
-    .bind(after)
-    .bind(limit + 1)
     .fetch_all(&api.state.pool)
     .await?;
     let has_more = rows.len() as i64 > limit;

@@ -355,14 +355,15 @@ impl WalletsApi {
                 }
             }
         }
-        let row: WalletRow = sqlx::query_as(
+        let row: WalletRow = sqlx::query_as!(
+            WalletRow,
             "update wallet set daily_limit = $2, monthly_limit = $3, updated_at = now() where wallet_id = $1
              returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
                        pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+            row.wallet_id,
+            body.daily_limit,
+            body.monthly_limit,
         )
-        .bind(row.wallet_id)
-        .bind(body.daily_limit)
-        .bind(body.monthly_limit)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -406,12 +407,12 @@ impl WalletsApi {
             .await
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("hashing task failed")))?
             .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-        sqlx::query(
+        sqlx::query!(
             "update wallet set pin_hash = $2, pin_failed_attempts = 0, pin_locked_until = null, updated_at = now()
              where wallet_id = $1",
+            id,
+            hash,
         )
-        .bind(id)
-        .bind(hash)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -42,6 +42,12 @@ pub struct Filter {
     pub limit: i64,
 }
 
+/// The outer query's head: the entries' columns, read by name from the rows `ENTRIES_SQL_HEAD` and
+/// `ENTRIES_SQL_TAIL` produce.
+const ENTRIES_SELECT: &str =
+    "select e.transaction_id, e.wallet_id, e.kind, e.direction, e.status, e.amount, e.fee,
+    e.currency, e.balance_after, e.counterparty, e.operation_id, e.narration, e.created_at from (";
+
 /// The entries of a user's wallets as rows with every derived column, for filtering in an outer query. The user id
 /// goes between `ENTRIES_SQL_HEAD` and `ENTRIES_SQL_TAIL`.
 const ENTRIES_SQL_HEAD: &str =
@@ -81,7 +87,7 @@ pub async fn list(
     user_id: Uuid,
     filter: &Filter,
 ) -> Result<Vec<Entry>, sqlx::Error> {
-    let mut builder: QueryBuilder<Postgres> = QueryBuilder::new("select * from (");
+    let mut builder: QueryBuilder<Postgres> = QueryBuilder::new(ENTRIES_SELECT);
     builder
         .push(ENTRIES_SQL_HEAD)
         .push_bind(user_id)
@@ -162,7 +168,7 @@ pub async fn get(
     user_id: Uuid,
     transaction_id: Uuid,
 ) -> Result<Option<Entry>, sqlx::Error> {
-    let mut builder: QueryBuilder<Postgres> = QueryBuilder::new("select * from (");
+    let mut builder: QueryBuilder<Postgres> = QueryBuilder::new(ENTRIES_SELECT);
     builder
         .push(ENTRIES_SQL_HEAD)
         .push_bind(user_id)

@@ -123,11 +123,11 @@ pub async fn create_wallet_account_tx(
     tx: &mut PgConnection,
     currency: Currency,
 ) -> Result<AccountId, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into ledger_account (currency, kind, debits_must_not_exceed_credits)
          values ($1, 'wallet', true) returning account_id",
+        currency.code(),
     )
-    .bind(currency.code())
     .fetch_one(&mut *tx)
     .await
 }
@@ -140,32 +140,32 @@ pub async fn system_account_tx(
 ) -> Result<AccountId, sqlx::Error> {
     let shard = rand::random::<u32>() % SYSTEM_ACCOUNT_SHARDS as u32;
     let shard = i32::try_from(shard).unwrap_or(0);
-    if let Some(id) = sqlx::query_scalar(
+    if let Some(id) = sqlx::query_scalar!(
         "select account_id from ledger_account where kind = 'system' and code = $1 and currency = $2 and shard = $3",
+        account.code(),
+        currency.code(),
+        shard,
     )
-    .bind(account.code())
-    .bind(currency.code())
-    .bind(shard)
     .fetch_optional(&mut *tx)
     .await?
     {
         return Ok(id);
     }
-    sqlx::query(
+    sqlx::query!(
         "insert into ledger_account (currency, kind, code, shard) values ($1, 'system', $2, $3)
          on conflict do nothing",
+        currency.code(),
+        account.code(),
+        shard,
     )
-    .bind(currency.code())
-    .bind(account.code())
-    .bind(shard)
     .execute(&mut *tx)
     .await?;
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select account_id from ledger_account where kind = 'system' and code = $1 and currency = $2 and shard = $3",
+        account.code(),
+        currency.code(),
+        shard,
     )
-    .bind(account.code())
-    .bind(currency.code())
-    .bind(shard)
     .fetch_one(&mut *tx)
     .await
 }
@@ -183,7 +183,6 @@ fn add(counter: &mut i64, value: i64) -> Result<(), LedgerError> {
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
 struct PendingRow {
     transfer_id: Uuid,
     debit_account_id: AccountId,
@@ -194,7 +193,6 @@ struct PendingRow {
 }
 
 /// A locked account's currency and what its no-overdraft rule needs.
-#[derive(sqlx::FromRow)]
 struct LockedAccount {
     account_id: AccountId,
     currency: String,
@@ -258,12 +256,13 @@ pub async fn post_tx(
     let pending_rows: Vec<PendingRow> = if pending_ids.is_empty() {
         Vec::new()
     } else {
-        sqlx::query_as(
-            "select p.transfer_id, p.debit_account_id, p.credit_account_id, p.amount, p.currency,
-                    exists(select 1 from ledger_transfer r where r.pending_id = p.transfer_id) as resolved
-             from ledger_transfer p where p.transfer_id = any($1) and p.flow = 'pending'",
+        sqlx::query_as!(
+            PendingRow,
+            r#"select p.transfer_id, p.debit_account_id, p.credit_account_id, p.amount, p.currency,
+                    exists(select 1 from ledger_transfer r where r.pending_id = p.transfer_id) as "resolved!"
+             from ledger_transfer p where p.transfer_id = any($1) and p.flow = 'pending'"#,
+            &pending_ids,
         )
-        .bind(&pending_ids)
         .fetch_all(&mut *tx)
         .await?
     };
@@ -306,11 +305,12 @@ pub async fn post_tx(
     // Lock every account in id order (the BTreeMap's order) and check currencies. `no key update` lets the
     // foreign-key checks of concurrent transfer inserts through.
     let ids: Vec<AccountId> = deltas.keys().copied().collect();
-    let locked: Vec<LockedAccount> = sqlx::query_as(
+    let locked: Vec<LockedAccount> = sqlx::query_as!(
+        LockedAccount,
         "select account_id, currency, debits_pending, debits_posted, credits_posted, debits_must_not_exceed_credits
          from ledger_account where account_id = any($1) order by account_id for no key update",
+        &ids,
     )
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
     if locked.len() != ids.len() {
@@ -330,25 +330,28 @@ pub async fn post_tx(
     // Every account's counters in one statement. The CHECK constraint is what forbids an overdraft; the locked
     // counters only name the account when it fires.
     let columns = |f: fn(&Delta) -> i64| deltas.values().map(f).collect::<Vec<i64>>();
-    let updated: Result<Vec<(AccountId, i64)>, sqlx::Error> = sqlx::query_as(
-        "update ledger_account a set debits_pending = a.debits_pending + d.debits_pending,
+    let updated = sqlx::query!(
+        r#"update ledger_account a set debits_pending = a.debits_pending + d.debits_pending,
              debits_posted = a.debits_posted + d.debits_posted,
              credits_pending = a.credits_pending + d.credits_pending,
              credits_posted = a.credits_posted + d.credits_posted
          from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
               as d(account_id, debits_pending, debits_posted, credits_pending, credits_posted)
          where a.account_id = d.account_id
-         returning a.account_id, a.credits_posted - a.debits_posted",
+         returning a.account_id, a.credits_posted - a.debits_posted as "balance!""#,
+        &ids,
+        &columns(|d| d.debits_pending),
+        &columns(|d| d.debits_posted),
+        &columns(|d| d.credits_pending),
+        &columns(|d| d.credits_posted),
     )
-    .bind(&ids)
-    .bind(columns(|d| d.debits_pending))
-    .bind(columns(|d| d.debits_posted))
-    .bind(columns(|d| d.credits_pending))
-    .bind(columns(|d| d.credits_posted))
     .fetch_all(&mut *tx)
     .await;
     let balances: BTreeMap<AccountId, i64> = match updated {
-        Ok(rows) => rows.into_iter().collect(),
+        Ok(rows) => rows
+            .into_iter()
+            .map(|row| (row.account_id, row.balance))
+            .collect(),
         Err(error) if constraint_of(&error).as_deref() == Some("ledger_account_no_overdraft") => {
             let overdrawn = locked
                 .iter()
@@ -398,24 +401,30 @@ pub async fn post_tx(
         rows.credit_balance_after
             .push(balances.get(&transfer.credit).copied().unwrap_or(0));
     }
-    let inserted = sqlx::query(
+    // `as _` where the macro's check knows no array of `&str` or of nullable elements; the statement's casts
+    // still type those columns.
+    let inserted = sqlx::query!(
         "insert into ledger_transfer (transfer_id, flow, debit_account_id, credit_account_id, amount, currency,
              pending_id, code, operation_id, expires_at, debit_balance_after, credit_balance_after)
-         select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
-             $7::uuid[], $8::text[], $9::uuid[], $10::timestamptz[], $11::bigint[], $12::bigint[])",
+         select n.transfer_id, n.flow, n.debit_account_id, n.credit_account_id, n.amount, n.currency,
+             n.pending_id, n.code, n.operation_id, n.expires_at, n.debit_balance_after, n.credit_balance_after
+         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
+             $7::uuid[], $8::text[], $9::uuid[], $10::timestamptz[], $11::bigint[], $12::bigint[])
+             as n(transfer_id, flow, debit_account_id, credit_account_id, amount, currency,
+                  pending_id, code, operation_id, expires_at, debit_balance_after, credit_balance_after)",
+        &rows.transfer_id,
+        &rows.flow as _,
+        &rows.debit,
+        &rows.credit,
+        &rows.amount,
+        &rows.currency as _,
+        &rows.pending_id as _,
+        &rows.code as _,
+        &rows.operation_id as _,
+        &rows.expires_at as _,
+        &rows.debit_balance_after,
+        &rows.credit_balance_after,
     )
-    .bind(&rows.transfer_id)
-    .bind(&rows.flow)
-    .bind(&rows.debit)
-    .bind(&rows.credit)
-    .bind(&rows.amount)
-    .bind(&rows.currency)
-    .bind(&rows.pending_id)
-    .bind(&rows.code)
-    .bind(&rows.operation_id)
-    .bind(&rows.expires_at)
-    .bind(&rows.debit_balance_after)
-    .bind(&rows.credit_balance_after)
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -461,12 +470,13 @@ pub struct Balances {
 }
 
 pub async fn balances(pool: &PgPool, account: AccountId) -> Result<Balances, sqlx::Error> {
-    sqlx::query_as(
-        "select credits_posted - debits_posted - debits_pending as available, debits_pending as pending,
-                credits_posted - debits_posted as posted, credits_pending as incoming
-         from ledger_account where account_id = $1",
+    sqlx::query_as!(
+        Balances,
+        r#"select credits_posted - debits_posted - debits_pending as "available!", debits_pending as pending,
+                credits_posted - debits_posted as "posted!", credits_pending as incoming
+         from ledger_account where account_id = $1"#,
+        account,
     )
-    .bind(account)
     .fetch_one(pool)
     .await
 }
@@ -481,7 +491,7 @@ pub struct AuditReport {
 }
 
 /// An account whose counters disagree with the sum of its transfers.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 #[allow(dead_code)] // read through Debug in the finding
 struct CounterDrift {
     account_id: i64,
@@ -499,29 +509,37 @@ struct CounterDrift {
 pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // One consistent snapshot for all checks.
-    sqlx::query("set transaction isolation level repeatable read, read only")
+    sqlx::query!("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;
     let mut findings = Vec::new();
 
     // 1. Per currency, debits equal credits (pending and posted).
-    let unbalanced: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "select currency, sum(debits_pending)::bigint, sum(credits_pending)::bigint, sum(debits_posted)::bigint,
-                sum(credits_posted)::bigint
+    let unbalanced = sqlx::query!(
+        r#"select currency, sum(debits_pending)::bigint as "debits_pending!", sum(credits_pending)::bigint as "credits_pending!",
+                sum(debits_posted)::bigint as "debits_posted!", sum(credits_posted)::bigint as "credits_posted!"
          from ledger_account group by currency
-         having sum(debits_pending) <> sum(credits_pending) or sum(debits_posted) <> sum(credits_posted)",
+         having sum(debits_pending) <> sum(credits_pending) or sum(debits_posted) <> sum(credits_posted)"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (currency, dp, cp, dpo, cpo) in unbalanced {
+    for row in unbalanced {
+        let (currency, dp, cp, dpo, cpo) = (
+            row.currency,
+            row.debits_pending,
+            row.credits_pending,
+            row.debits_posted,
+            row.credits_posted,
+        );
         findings.push(format!(
             "{currency}: debits and credits differ (pending {dp} vs {cp}, posted {dpo} vs {cpo})"
         ));
     }
 
     // 2. Every account's counters equal the sum of its transfers.
-    let drifted: Vec<CounterDrift> = sqlx::query_as(
-        "with moves as (
+    let drifted: Vec<CounterDrift> = sqlx::query_as!(
+        CounterDrift,
+        r#"with moves as (
              select t.debit_account_id as account_id,
                     case when t.flow = 'pending' then t.amount
                          when t.flow in ('post_pending', 'void_pending') then -p.amount else 0 end as dp,
@@ -539,13 +557,13 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
              select account_id, sum(dp)::bigint dp, sum(dpo)::bigint dpo, sum(cp)::bigint cp, sum(cpo)::bigint cpo
              from moves group by account_id
          )
-         select a.account_id, a.debits_pending, coalesce(s.dp, 0) as debits_pending_expected,
-                a.debits_posted, coalesce(s.dpo, 0) as debits_posted_expected,
-                a.credits_pending, coalesce(s.cp, 0) as credits_pending_expected,
-                a.credits_posted, coalesce(s.cpo, 0) as credits_posted_expected
+         select a.account_id, a.debits_pending, coalesce(s.dp, 0) as "debits_pending_expected!",
+                a.debits_posted, coalesce(s.dpo, 0) as "debits_posted_expected!",
+                a.credits_pending, coalesce(s.cp, 0) as "credits_pending_expected!",
+                a.credits_posted, coalesce(s.cpo, 0) as "credits_posted_expected!"
          from ledger_account a left join sums s on s.account_id = a.account_id
          where a.debits_pending <> coalesce(s.dp, 0) or a.debits_posted <> coalesce(s.dpo, 0)
-            or a.credits_pending <> coalesce(s.cp, 0) or a.credits_posted <> coalesce(s.cpo, 0)",
+            or a.credits_pending <> coalesce(s.cp, 0) or a.credits_posted <> coalesce(s.cpo, 0)"#,
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -557,7 +575,7 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     }
 
     // 3. No wallet is overdrawn (the CHECK makes this impossible; the audit proves it stayed so).
-    let overdrawn: Vec<i64> = sqlx::query_scalar(
+    let overdrawn: Vec<i64> = sqlx::query_scalar!(
         "select account_id from ledger_account
          where kind = 'wallet' and debits_pending + debits_posted > credits_posted",
     )
@@ -569,7 +587,7 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
 
     // 4. Every succeeded transfer operation has exactly its postings: the hold and the fee hold posted once, and
     //    every failed or cancelled one has its holds voided; no hold of a settled operation is left open.
-    let open_holds: Vec<(Uuid, String)> = sqlx::query_as(
+    let open_holds = sqlx::query!(
         "select o.operation_id, o.status from operation o
          join ledger_transfer p on p.operation_id = o.operation_id and p.flow = 'pending'
          where o.status in ('succeeded', 'failed', 'cancelled')
@@ -577,27 +595,30 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (operation, status) in open_holds {
+    for row in open_holds {
         findings.push(format!(
-            "operation {operation} is {status} but still holds funds"
+            "operation {} is {} but still holds funds",
+            row.operation_id, row.status
         ));
     }
-    let wrong_postings: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
-        "select o.operation_id, o.status,
-                count(*) filter (where r.flow = 'post_pending'), count(*) filter (where r.flow = 'void_pending')
+    let wrong_postings = sqlx::query!(
+        r#"select o.operation_id, o.status,
+                count(*) filter (where r.flow = 'post_pending') as "posted!",
+                count(*) filter (where r.flow = 'void_pending') as "voided!"
          from operation o
          join ledger_transfer p on p.operation_id = o.operation_id and p.flow = 'pending'
          left join ledger_transfer r on r.pending_id = p.transfer_id
          where o.kind = 'transfer' and o.status in ('succeeded', 'failed', 'cancelled')
          group by 1, 2
          having (o.status = 'succeeded' and count(*) filter (where r.flow = 'void_pending') > 0)
-             or (o.status <> 'succeeded' and count(*) filter (where r.flow = 'post_pending') > 0)",
+             or (o.status <> 'succeeded' and count(*) filter (where r.flow = 'post_pending') > 0)"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (operation, status, posted, voided) in wrong_postings {
+    for row in wrong_postings {
         findings.push(format!(
-            "operation {operation} is {status} with {posted} posted and {voided} voided holds"
+            "operation {} is {} with {} posted and {} voided holds",
+            row.operation_id, row.status, row.posted, row.voided
         ));
     }
 
@@ -605,23 +626,24 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     //    (waiting, running, or failed with attempts left). A payout in `processing` is exempt: the provider has
     //    it, and `payouts.sweep` asks about it again. Operations waiting for a person (`requires_action`,
     //    `requires_approval`) are not stuck.
-    let stuck: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
-        "with live as (
+    let stuck = sqlx::query!(
+        r#"with live as (
              select distinct (job_envelope(job) ->> 'operation_id')::uuid as operation_id from apalis.jobs
              where status in ('Pending', 'Queued', 'Running') or (status = 'Failed' and attempts < max_attempts)
          )
          select o.operation_id, o.kind, o.status,
                 exists (select 1 from apalis.jobs j
-                        where job_envelope(j.job) ->> 'operation_id' = o.operation_id::text) as had_job
+                        where job_envelope(j.job) ->> 'operation_id' = o.operation_id::text) as "had_job!"
          from operation o
          where o.status in ('pending', 'processing')
            and not (o.kind = 'payout' and o.status = 'processing')
-           and not exists (select 1 from live where live.operation_id = o.operation_id)",
+           and not exists (select 1 from live where live.operation_id = o.operation_id)"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (operation, kind, status, had_job) in stuck {
-        let why = if had_job {
+    for row in stuck {
+        let (operation, kind, status) = (row.operation_id, row.kind, row.status);
+        let why = if row.had_job {
             "its job is dead (retry it or settle the operation)"
         } else {
             "it has no job"
@@ -631,10 +653,10 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
         ));
     }
 
-    let accounts: i64 = sqlx::query_scalar("select count(*) from ledger_account")
+    let accounts: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from ledger_account"#)
         .fetch_one(&mut *tx)
         .await?;
-    let transfers: i64 = sqlx::query_scalar("select count(*) from ledger_transfer")
+    let transfers: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from ledger_transfer"#)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -649,13 +671,15 @@ pub async fn audit(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
 /// Runs the audit and records its result.
 pub async fn audit_and_record(pool: &PgPool) -> Result<AuditReport, sqlx::Error> {
     let report = audit(pool).await?;
-    sqlx::query("insert into ledger_audit (clean, findings) values ($1, $2)")
-        .bind(report.clean)
-        .bind(serde_json::json!({
+    sqlx::query!(
+        "insert into ledger_audit (clean, findings) values ($1, $2)",
+        report.clean,
+        serde_json::json!({
             "findings": report.findings, "accounts": report.accounts, "transfers": report.transfers
-        }))
-        .execute(pool)
-        .await?;
+        }),
+    )
+    .execute(pool)
+    .await?;
     if !report.clean {
         tracing::error!(findings = ?report.findings, "ledger audit found broken invariants");
     }

@@ -340,16 +340,19 @@ fn dev_mailbox_effect(delivered: Vec<(SendEmail, Rendered)>, failed: Vec<SendEma
                         .and_then(serde_json::Value::as_str)
                 })
                 .collect();
-            sqlx::query(
+            // `as _`: the macro's check knows no array of `&str` or of nullable elements; the casts type them.
+            sqlx::query!(
                 "insert into dev_mailbox (to_address, subject, text_body, html_body, template, code_sealed)
-                 select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                 select m.to_address, m.subject, m.text_body, m.html_body, m.template, m.code_sealed
+                 from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                     as m(to_address, subject, text_body, html_body, template, code_sealed)",
+                &column(|(m, _)| &m.to) as _,
+                &column(|(_, r)| &r.subject) as _,
+                &column(|(_, r)| &r.text) as _,
+                &column(|(_, r)| &r.html) as _,
+                &column(|(m, _)| &m.template) as _,
+                &codes_sealed as _,
             )
-            .bind(column(|(m, _)| &m.to))
-            .bind(column(|(_, r)| &r.subject))
-            .bind(column(|(_, r)| &r.text))
-            .bind(column(|(_, r)| &r.html))
-            .bind(column(|(m, _)| &m.template))
-            .bind(codes_sealed)
             .execute(&mut *conn)
             .await?;
             enqueue_alone_tx(conn, &failed).await
@@ -357,6 +360,7 @@ fn dev_mailbox_effect(delivered: Vec<(SendEmail, Rendered)>, failed: Vec<SendEma
     })
 }
 
+/// A development-mailbox message, never with its `code_sealed`, which only the development reveal reads.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct DevMessage {
     pub message_id: i64,
@@ -368,23 +372,20 @@ pub struct DevMessage {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The columns of [`DevMessage`]: never `code_sealed`, which only the development reveal reads.
-const DEV_MESSAGE_COLUMNS: &str =
-    "message_id, to_address, subject, text_body, html_body, template, created_at";
-
 /// The development mailbox, newest first, optionally for one address.
 pub async fn dev_mailbox(
     pool: &PgPool,
     to: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DevMessage>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {DEV_MESSAGE_COLUMNS} from dev_mailbox
+    sqlx::query_as!(
+        DevMessage,
+        "select message_id, to_address, subject, text_body, html_body, template, created_at from dev_mailbox
          where ($1::text is null or lower(to_address) = lower($1))
-         order by message_id desc limit $2"
-    )))
-    .bind(to)
-    .bind(limit)
+         order by message_id desc limit $2",
+        to,
+        limit,
+    )
     .fetch_all(pool)
     .await
 }
@@ -396,11 +397,12 @@ pub async fn dev_mailbox_code(
     key: &SealKey,
     message_id: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    let sealed: Option<Option<String>> =
-        sqlx::query_scalar("select code_sealed from dev_mailbox where message_id = $1")
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await?;
+    let sealed: Option<Option<String>> = sqlx::query_scalar!(
+        "select code_sealed from dev_mailbox where message_id = $1",
+        message_id,
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(sealed
         .flatten()
         .and_then(|sealed| sealed::open(key, &sealed).ok()))

@@ -355,7 +355,6 @@ impl Event {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct Recipient {
     user_id: Uuid,
     email: String,
@@ -386,12 +385,13 @@ pub async fn notify_many_tx(
     items: &[(Uuid, &Event, Option<Uuid>)],
 ) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
     let user_ids: Vec<Uuid> = items.iter().map(|(user_id, _, _)| *user_id).collect();
-    let recipients: Vec<Recipient> = sqlx::query_as(
-        "select user_id, email, full_name, notify_email, notify_push, notify_in_app,
-                coalesce((select array_agg(device_id) from push_device d where d.user_id = u.user_id), '{}') as devices
-         from app_user u where user_id = any($1)",
+    let recipients: Vec<Recipient> = sqlx::query_as!(
+        Recipient,
+        r#"select user_id, email, full_name, notify_email, notify_push, notify_in_app,
+                coalesce((select array_agg(device_id) from push_device d where d.user_id = u.user_id), '{}') as "devices!"
+         from app_user u where user_id = any($1)"#,
+        &user_ids,
     )
-    .bind(&user_ids)
     .fetch_all(&mut *tx)
     .await?;
     let mut jobs = Vec::new();
@@ -446,17 +446,20 @@ pub async fn notify_many_tx(
         }
     }
     if !inbox.notification_id.is_empty() {
-        sqlx::query(
+        // `as _` where the macro's check knows no array of `&str` or of nullable elements; the casts type them.
+        sqlx::query!(
             "insert into notification (notification_id, user_id, kind, title, body, data, operation_id)
-             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::uuid[])",
+             select n.notification_id, n.user_id, n.kind, n.title, n.body, n.data, n.operation_id
+             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::uuid[])
+                 as n(notification_id, user_id, kind, title, body, data, operation_id)",
+            &inbox.notification_id,
+            &inbox.user_id,
+            &inbox.kind as _,
+            &inbox.title,
+            &inbox.body,
+            &inbox.data,
+            &inbox.operation_id as _,
         )
-        .bind(&inbox.notification_id)
-        .bind(&inbox.user_id)
-        .bind(&inbox.kind)
-        .bind(&inbox.title)
-        .bind(&inbox.body)
-        .bind(&inbox.data)
-        .bind(&inbox.operation_id)
         .execute(&mut *tx)
         .await?;
     }
@@ -519,15 +522,17 @@ pub async fn low_balance_many_tx(
         *total = total.saturating_add(*amount);
     }
     let wallet_ids: Vec<Uuid> = debited.keys().copied().collect();
-    let rows: Vec<(Uuid, Uuid, String, i64)> = sqlx::query_as(
-        "select w.wallet_id, w.user_id, w.currency, a.credits_posted - a.debits_posted - a.debits_pending
-         from wallet w join ledger_account a on a.account_id = w.account_id where w.wallet_id = any($1)",
+    let rows = sqlx::query!(
+        r#"select w.wallet_id, w.user_id, w.currency,
+                  a.credits_posted - a.debits_posted - a.debits_pending as "available!"
+         from wallet w join ledger_account a on a.account_id = w.account_id where w.wallet_id = any($1)"#,
+        &wallet_ids,
     )
-    .bind(&wallet_ids)
     .fetch_all(&mut *tx)
     .await?;
     let events: Vec<(Uuid, Event)> = rows
         .into_iter()
+        .map(|row| (row.wallet_id, row.user_id, row.currency, row.available))
         .filter_map(|(wallet_id, user_id, currency, available)| {
             let debited = debited.get(&wallet_id).copied().unwrap_or(0);
             (available < threshold && available.saturating_add(debited) >= threshold).then_some((
@@ -636,20 +641,21 @@ impl Job for PruneNotifications {
 
 pub async fn prune(pool: &PgPool, retention_days: i64) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query(
-        "delete from notification where created_at < now() - make_interval(days => $1::int)",
+    // The days arrive as a bigint and `make_interval` takes an int: the statements cast, as they always did.
+    let deleted = sqlx::query!(
+        "delete from notification where created_at < now() - make_interval(days => $1::bigint::int)",
+        retention_days,
     )
-    .bind(retention_days)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("delete from otp_code where expires_at < now() - interval '1 day'")
+    sqlx::query!("delete from otp_code where expires_at < now() - interval '1 day'")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "delete from dev_mailbox where created_at < now() - make_interval(days => $1::int)",
+    sqlx::query!(
+        "delete from dev_mailbox where created_at < now() - make_interval(days => $1::bigint::int)",
+        retention_days,
     )
-    .bind(retention_days)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -192,11 +192,12 @@ impl Fcm {
 
 /// The `push.send` handler.
 pub async fn send(ctx: JobContext, job: SendPush, fcm: Option<Arc<Fcm>>) -> Result<(), JobError> {
-    let token: Option<String> =
-        sqlx::query_scalar("select token from push_device where device_id = $1")
-            .bind(job.device_id)
-            .fetch_optional(&ctx.pool)
-            .await?;
+    let token: Option<String> = sqlx::query_scalar!(
+        "select token from push_device where device_id = $1",
+        job.device_id,
+    )
+    .fetch_optional(&ctx.pool)
+    .await?;
     let Some(token) = token else {
         // The device was removed since: nothing to send.
         return Ok(());
@@ -209,10 +210,12 @@ pub async fn send(ctx: JobContext, job: SendPush, fcm: Option<Arc<Fcm>>) -> Resu
         Ok(()) => Ok(()),
         Err(PushError::Unregistered) => {
             let mut tx = ctx.begin_fenced().await?;
-            sqlx::query("delete from push_device where device_id = $1")
-                .bind(job.device_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "delete from push_device where device_id = $1",
+                job.device_id
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(device_id = %job.device_id, "removed a device FCM reports as unregistered");
             Ok(())

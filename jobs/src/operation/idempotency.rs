@@ -36,18 +36,19 @@ pub async fn claim_tx(
 ) -> Result<Claim, sqlx::Error> {
     // One statement: a new key is inserted, an expired one is taken over as if new (a concurrent claim of the same
     // expired key waits for this row and then finds it live).
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "insert into idempotency_key (user_id, idempotency_key, request_hash, expires_at)
          values ($1, $2, $3, now() + $4 * interval '1 second')
          on conflict (user_id, idempotency_key) do update
              set request_hash = excluded.request_hash, response_status = null, response_body = null,
                  created_at = now(), expires_at = excluded.expires_at
              where idempotency_key.expires_at < now()",
+        user_id,
+        key,
+        request_hash,
+        // PostgreSQL types a number times an interval as double precision; a whole number of seconds is exact.
+        IDEMPOTENCY_KEY_TTL.num_seconds() as f64,
     )
-    .bind(user_id)
-    .bind(key)
-    .bind(request_hash)
-    .bind(IDEMPOTENCY_KEY_TTL.num_seconds())
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -55,19 +56,18 @@ pub async fn claim_tx(
     if claimed {
         return Ok(Claim::Fresh);
     }
-    let (stored_hash, status, body): (String, Option<i32>, Option<serde_json::Value>) =
-        sqlx::query_as(
-            "select request_hash, response_status, response_body from idempotency_key
+    let stored = sqlx::query!(
+        "select request_hash, response_status, response_body from idempotency_key
          where user_id = $1 and idempotency_key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
-    if stored_hash != request_hash {
+        user_id,
+        key,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if stored.request_hash != request_hash {
         return Ok(Claim::Mismatch);
     }
-    Ok(match (status, body) {
+    Ok(match (stored.response_status, stored.response_body) {
         (Some(status), Some(body)) => Claim::Replay {
             status: u16::try_from(status).unwrap_or(200),
             body,
@@ -83,13 +83,13 @@ pub async fn store_tx(
     status: u16,
     body: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update idempotency_key set response_status = $3, response_body = $4 where user_id = $1 and idempotency_key = $2",
+        user_id,
+        key,
+        i32::from(status),
+        body,
     )
-    .bind(user_id)
-    .bind(key)
-    .bind(i32::from(status))
-    .bind(body)
     .execute(&mut *tx)
     .await?;
     Ok(())

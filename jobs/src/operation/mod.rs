@@ -9,7 +9,7 @@ pub mod idempotency;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The Postgres channel that carries operation status changes (`{"operation_id", "owner_id", "status"}`).
@@ -59,8 +59,8 @@ impl OperationStatus {
     }
 }
 
-/// The statuses from which an operation may still settle, as a SQL list.
-const OPEN_STATUSES: &str = "('pending', 'processing', 'requires_action', 'requires_approval')";
+// The statuses from which an operation may still settle are `('pending', 'processing', 'requires_action',
+// 'requires_approval')`; the guarded updates below spell that list out, since a checked query is one literal.
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Operation {
@@ -104,24 +104,29 @@ pub async fn insert_open_tx(
 ) -> Result<Uuid, sqlx::Error> {
     debug_assert!(!status.is_terminal());
     let operation_id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "insert into operation (operation_id, kind, owner_id, request, status) values ($1, $2, $3, $4, $5)",
+        operation_id,
+        kind,
+        owner_id,
+        request,
+        status.as_str(),
     )
-    .bind(operation_id)
-    .bind(kind)
-    .bind(owner_id)
-    .bind(request)
-    .bind(status.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(operation_id)
 }
 
 pub async fn get(pool: &PgPool, operation_id: Uuid) -> Result<Option<Operation>, sqlx::Error> {
-    sqlx::query_as("select * from operation where operation_id = $1")
-        .bind(operation_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        Operation,
+        "select operation_id, kind, owner_id, status, request, result, failure_code, failure_message, created_at,
+             updated_at, settled_at
+         from operation where operation_id = $1",
+        operation_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// Several operations at once (for lists), by id.
@@ -129,11 +134,15 @@ pub async fn get_many(
     pool: &PgPool,
     operation_ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Operation>, sqlx::Error> {
-    let rows: Vec<Operation> =
-        sqlx::query_as("select * from operation where operation_id = any($1)")
-            .bind(operation_ids)
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<Operation> = sqlx::query_as!(
+        Operation,
+        "select operation_id, kind, owner_id, status, request, result, failure_code, failure_message, created_at,
+             updated_at, settled_at
+         from operation where operation_id = any($1)",
+        operation_ids,
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(|op| (op.operation_id, op)).collect())
 }
 
@@ -146,18 +155,18 @@ async fn transition_tx(
     failure: Option<(&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
     let settled = status.is_terminal();
-    let changed = sqlx::query(AssertSqlSafe(format!(
+    let changed = sqlx::query!(
         "update operation set status = $2, result = coalesce($3, result), failure_code = $4,
              failure_message = left($5, 1000), updated_at = now(),
              settled_at = case when $6 then now() else null end
-         where operation_id = $1 and status in {OPEN_STATUSES}"
-    )))
-    .bind(operation_id)
-    .bind(status.as_str())
-    .bind(result)
-    .bind(failure.map(|(code, _)| code))
-    .bind(failure.map(|(_, message)| message))
-    .bind(settled)
+         where operation_id = $1 and status in ('pending', 'processing', 'requires_action', 'requires_approval')",
+        operation_id,
+        status.as_str(),
+        result,
+        failure.map(|(code, _)| code),
+        failure.map(|(_, message)| message),
+        settled,
+    )
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -176,13 +185,13 @@ pub async fn announce_status(pool: &PgPool, operation_ids: &[Uuid]) {
     if operation_ids.is_empty() {
         return;
     }
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "select pg_notify($2, json_build_object('operation_id', operation_id, 'owner_id', owner_id,
                                                 'status', status)::text)
          from operation where operation_id = any($1)",
+        operation_ids,
+        OPERATION_CHANNEL,
     )
-    .bind(operation_ids)
-    .bind(OPERATION_CHANNEL)
     .execute(pool)
     .await;
     if let Err(error) = result {
@@ -228,14 +237,16 @@ pub async fn succeed_many_tx(
 ) -> Result<u64, sqlx::Error> {
     let ids: Vec<Uuid> = operations.iter().map(|(id, _)| *id).collect();
     let results: Vec<&serde_json::Value> = operations.iter().map(|(_, result)| result).collect();
-    let changed = sqlx::query(AssertSqlSafe(format!(
+    let changed = sqlx::query!(
         "update operation o set status = 'succeeded', result = s.result, failure_code = null,
              failure_message = null, updated_at = now(), settled_at = now()
          from unnest($1::uuid[], $2::jsonb[]) as s(operation_id, result)
-         where o.operation_id = s.operation_id and o.status in {OPEN_STATUSES}"
-    )))
-    .bind(&ids)
-    .bind(&results)
+         where o.operation_id = s.operation_id
+           and o.status in ('pending', 'processing', 'requires_action', 'requires_approval')",
+        &ids,
+        // `as _`: the macro's check knows no array of borrowed values; `$2::jsonb[]` types it.
+        &results as _,
+    )
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -268,14 +279,15 @@ pub async fn reverse_tx(
     code: &str,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query(AssertSqlSafe(format!(
+    let changed = sqlx::query!(
         "update operation set status = 'failed', failure_code = $2, failure_message = left($3, 1000),
              updated_at = now(), settled_at = now()
-         where operation_id = $1 and (status = 'succeeded' or status in {OPEN_STATUSES})"
-    )))
-    .bind(operation_id)
-    .bind(code)
-    .bind(message)
+         where operation_id = $1
+           and (status = 'succeeded' or status in ('pending', 'processing', 'requires_action', 'requires_approval'))",
+        operation_id,
+        code,
+        message,
+    )
     .execute(&mut *tx)
     .await?
     .rows_affected()

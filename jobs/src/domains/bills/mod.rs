@@ -120,24 +120,27 @@ pub async fn create_tx(
         Ok(opened) => opened,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    let row: BillPaymentRow = sqlx::query_as(
+    let row: BillPaymentRow = sqlx::query_as!(
+        BillPaymentRow,
         "insert into bill_payment (payment_id, user_id, wallet_id, provider, biller_code, category, package_code,
              customer_id, customer_name, amount, fee, currency, status, hold_id, fee_hold_id)
          values ($1, $2, $3, 'flutterwave', $4, $5, $6, $7, $8, $9, $10, 'NGN', 'processing', $11, $12)
-         returning *",
+         returning payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+             customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token, token_units,
+             failure_reason, created_at, updated_at, completed_at",
+        operation_id,
+        user_id,
+        request.wallet_id,
+        request.biller.code,
+        request.biller.category.as_str(),
+        request.package.map(|p| p.code),
+        request.customer_id,
+        request.customer_name,
+        request.amount.minor(),
+        fee,
+        holds.hold_id,
+        holds.fee_hold_id,
     )
-    .bind(operation_id)
-    .bind(user_id)
-    .bind(request.wallet_id)
-    .bind(request.biller.code)
-    .bind(request.biller.category.as_str())
-    .bind(request.package.map(|p| p.code))
-    .bind(&request.customer_id)
-    .bind(&request.customer_name)
-    .bind(request.amount.minor())
-    .bind(fee)
-    .bind(holds.hold_id)
-    .bind(holds.fee_hold_id)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(nickname) = &request.save_as {
@@ -151,13 +154,13 @@ pub async fn create_tx(
         )
         .await?;
     }
-    sqlx::query(
+    sqlx::query!(
         "update bill_beneficiary set usage_count = usage_count + 1, last_used_at = now()
          where user_id = $1 and biller_code = $2 and customer_id = $3",
+        user_id,
+        request.biller.code,
+        request.customer_id,
     )
-    .bind(user_id)
-    .bind(request.biller.code)
-    .bind(&request.customer_id)
     .execute(&mut *tx)
     .await?;
     operation::mark_processing_tx(tx, operation_id).await?;
@@ -171,10 +174,16 @@ pub async fn create_tx(
 }
 
 pub async fn get(pool: &PgPool, payment_id: Uuid) -> Result<Option<BillPaymentRow>, sqlx::Error> {
-    sqlx::query_as("select * from bill_payment where payment_id = $1")
-        .bind(payment_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        BillPaymentRow,
+        "select payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+             customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token, token_units,
+             failure_reason, created_at, updated_at, completed_at
+         from bill_payment where payment_id = $1",
+        payment_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// Sends the receipt (or the failure) of a settled bill payment, and warns of a low balance.
@@ -183,10 +192,16 @@ async fn notify_tx(
     config: &Config,
     payment_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    let row: BillPaymentRow = sqlx::query_as("select * from bill_payment where payment_id = $1")
-        .bind(payment_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row: BillPaymentRow = sqlx::query_as!(
+        BillPaymentRow,
+        "select payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+             customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token, token_units,
+             failure_reason, created_at, updated_at, completed_at
+         from bill_payment where payment_id = $1",
+        payment_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let completed = row.status == "completed";
     crate::notify::notify_tx(
         tx,
@@ -236,37 +251,42 @@ async fn apply_tx(
     payment_id: Uuid,
     state: &VendState,
 ) -> Result<Applied, JobError> {
-    let row: BillPaymentRow =
-        sqlx::query_as("select * from bill_payment where payment_id = $1 for update")
-            .bind(payment_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let row: BillPaymentRow = sqlx::query_as!(
+        BillPaymentRow,
+        "select payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+             customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token, token_units,
+             failure_reason, created_at, updated_at, completed_at
+         from bill_payment where payment_id = $1 for update",
+        payment_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if row.status != "processing" {
         return Ok(Applied::AlreadySettled);
     }
     match state.status {
         VendStatus::Pending => {
-            sqlx::query(
+            sqlx::query!(
                 "update bill_payment set provider_reference = coalesce($2, provider_reference), updated_at = now()
                  where payment_id = $1",
+                payment_id,
+                state.provider_reference,
             )
-            .bind(payment_id)
-            .bind(&state.provider_reference)
             .execute(&mut *tx)
             .await?;
             Ok(Applied::Pending)
         }
         VendStatus::Success => {
             spend::resolve_tx(tx, &row.holds(), true).await?;
-            sqlx::query(
+            sqlx::query!(
                 "update bill_payment set status = 'completed', provider_reference = $2, token = $3, token_units = $4,
                      completed_at = now(), updated_at = now()
                  where payment_id = $1",
+                payment_id,
+                state.provider_reference,
+                state.token,
+                state.units,
             )
-            .bind(payment_id)
-            .bind(&state.provider_reference)
-            .bind(&state.token)
-            .bind(&state.units)
             .execute(&mut *tx)
             .await?;
             operation::succeed_tx(
@@ -295,12 +315,12 @@ async fn fail_tx(
     reason: &str,
 ) -> Result<(), JobError> {
     spend::resolve_tx(tx, &row.holds(), false).await?;
-    sqlx::query(
+    sqlx::query!(
         "update bill_payment set status = 'failed', failure_reason = left($2, 500), updated_at = now()
          where payment_id = $1",
+        row.payment_id,
+        reason,
     )
-    .bind(row.payment_id)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     operation::fail_tx(tx, row.payment_id, code, reason).await?;
@@ -376,11 +396,16 @@ pub async fn vend(
     let settled = match outcome {
         Ok(state) => apply_tx(&mut tx, row.payment_id, &state).await?,
         Err(reason) => {
-            let current: BillPaymentRow =
-                sqlx::query_as("select * from bill_payment where payment_id = $1 for update")
-                    .bind(row.payment_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let current: BillPaymentRow = sqlx::query_as!(
+                BillPaymentRow,
+                "select payment_id, user_id, wallet_id, provider, biller_code, category, package_code, customer_id,
+                     customer_name, amount, fee, currency, status, hold_id, fee_hold_id, provider_reference, token, token_units,
+                     failure_reason, created_at, updated_at, completed_at
+                 from bill_payment where payment_id = $1 for update",
+                row.payment_id,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if current.status == "processing" {
                 fail_tx(&mut tx, &current, "provider_declined", &reason).await?;
                 Applied::Settled
@@ -428,30 +453,35 @@ pub async fn save_beneficiary_tx(
     nickname: &str,
     customer_name: Option<&str>,
 ) -> Result<Beneficiary, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Beneficiary,
         "insert into bill_beneficiary (beneficiary_id, user_id, biller_code, customer_id, nickname, customer_name)
          values ($1, $2, $3, $4, $5, $6)
          on conflict (user_id, biller_code, customer_id)
              do update set nickname = excluded.nickname,
                            customer_name = coalesce(excluded.customer_name, bill_beneficiary.customer_name)
-         returning *",
+         returning beneficiary_id, user_id, biller_code, customer_id, nickname, customer_name, usage_count, last_used_at,
+             created_at",
+        Uuid::now_v7(),
+        user_id,
+        biller_code,
+        customer_id,
+        nickname,
+        customer_name,
     )
-    .bind(Uuid::now_v7())
-    .bind(user_id)
-    .bind(biller_code)
-    .bind(customer_id)
-    .bind(nickname)
-    .bind(customer_name)
     .fetch_one(&mut *tx)
     .await
 }
 
 pub async fn beneficiaries(pool: &PgPool, user_id: Uuid) -> Result<Vec<Beneficiary>, sqlx::Error> {
-    sqlx::query_as(
-        "select * from bill_beneficiary where user_id = $1
+    sqlx::query_as!(
+        Beneficiary,
+        "select beneficiary_id, user_id, biller_code, customer_id, nickname, customer_name, usage_count, last_used_at,
+             created_at
+         from bill_beneficiary where user_id = $1
          order by last_used_at desc nulls last, created_at desc",
+        user_id,
     )
-    .bind(user_id)
     .fetch_all(pool)
     .await
 }
@@ -461,15 +491,15 @@ pub async fn delete_beneficiary(
     user_id: Uuid,
     beneficiary_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    Ok(
-        sqlx::query("delete from bill_beneficiary where beneficiary_id = $1 and user_id = $2")
-            .bind(beneficiary_id)
-            .bind(user_id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-            == 1,
+    Ok(sqlx::query!(
+        "delete from bill_beneficiary where beneficiary_id = $1 and user_id = $2",
+        beneficiary_id,
+        user_id,
     )
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Adds the bills domain's job kind: vending a bill payment through the provider.

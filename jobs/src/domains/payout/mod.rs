@@ -142,25 +142,29 @@ pub async fn create_tx(
     } else {
         "processing"
     };
-    let row: PayoutRow = sqlx::query_as(
+    let row: PayoutRow = sqlx::query_as!(
+        PayoutRow,
         "insert into payout (payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code,
              bank_name, account_number, account_name, narration, status, hold_id, fee_hold_id)
-         values ($1, $2, $3, 'paystack', $4, $5, $6, 'NGN', $7, $8, $9, $10, $11, $12, $13, $14) returning *",
+         values ($1, $2, $3, 'paystack', $4, $5, $6, 'NGN', $7, $8, $9, $10, $11, $12, $13, $14)
+         returning payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at",
+        operation_id,
+        user_id,
+        request.wallet_id,
+        operation_id.to_string(),
+        request.amount.minor(),
+        fee,
+        request.bank_code,
+        request.bank_name,
+        request.account_number,
+        request.account_name,
+        request.narration,
+        status,
+        holds.hold_id,
+        holds.fee_hold_id,
     )
-    .bind(operation_id)
-    .bind(user_id)
-    .bind(request.wallet_id)
-    .bind(operation_id.to_string())
-    .bind(request.amount.minor())
-    .bind(fee)
-    .bind(&request.bank_code)
-    .bind(&request.bank_name)
-    .bind(&request.account_number)
-    .bind(&request.account_name)
-    .bind(&request.narration)
-    .bind(status)
-    .bind(holds.hold_id)
-    .bind(holds.fee_hold_id)
     .fetch_one(&mut *tx)
     .await?;
     if needs_approval {
@@ -181,27 +185,45 @@ async fn enqueue_submit_tx(tx: &mut PgConnection, payout_id: Uuid) -> Result<(),
 }
 
 pub async fn get(pool: &PgPool, payout_id: Uuid) -> Result<Option<PayoutRow>, sqlx::Error> {
-    sqlx::query_as("select * from payout where payout_id = $1")
-        .bind(payout_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        PayoutRow,
+        "select payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at
+         from payout where payout_id = $1",
+        payout_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn by_reference_tx(
     tx: &mut PgConnection,
     reference: &str,
 ) -> Result<Option<PayoutRow>, sqlx::Error> {
-    sqlx::query_as("select * from payout where reference = $1")
-        .bind(reference)
-        .fetch_optional(&mut *tx)
-        .await
+    sqlx::query_as!(
+        PayoutRow,
+        "select payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at
+         from payout where reference = $1",
+        reference,
+    )
+    .fetch_optional(&mut *tx)
+    .await
 }
 
 async fn lock_tx(tx: &mut PgConnection, payout_id: Uuid) -> Result<PayoutRow, sqlx::Error> {
-    sqlx::query_as("select * from payout where payout_id = $1 for update")
-        .bind(payout_id)
-        .fetch_one(&mut *tx)
-        .await
+    sqlx::query_as!(
+        PayoutRow,
+        "select payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at
+         from payout where payout_id = $1 for update",
+        payout_id,
+    )
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// What applying the provider's news did.
@@ -288,14 +310,14 @@ async fn apply_tx(
     state: &PayoutState,
 ) -> Result<Applied, JobError> {
     let row = lock_tx(tx, payout_id).await?;
-    sqlx::query(
+    sqlx::query!(
         "update payout set provider_status = $2, provider_transfer_code = coalesce($3, provider_transfer_code),
              submitted_at = coalesce(submitted_at, now()), updated_at = now()
          where payout_id = $1",
+        payout_id,
+        format!("{:?}", state.status).to_lowercase(),
+        state.transfer_code,
     )
-    .bind(payout_id)
-    .bind(format!("{:?}", state.status).to_lowercase())
-    .bind(&state.transfer_code)
     .execute(&mut *tx)
     .await?;
     let applied = match (row.status.as_str(), state.status) {
@@ -359,14 +381,14 @@ async fn set_status_tx(
     status: &str,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update payout set status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now(),
              completed_at = case when $2 = 'completed' then now() else completed_at end
          where payout_id = $1",
+        payout_id,
+        status,
+        reason,
     )
-    .bind(payout_id)
-    .bind(status)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -379,11 +401,12 @@ async fn refund_tx(
     state: &PayoutState,
 ) -> Result<(), JobError> {
     let currency = Currency::Ngn;
-    let wallet_account: i64 =
-        sqlx::query_scalar("select account_id from wallet where wallet_id = $1")
-            .bind(row.wallet_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let wallet_account: i64 = sqlx::query_scalar!(
+        "select account_id from wallet where wallet_id = $1",
+        row.wallet_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let clearing = ledger::system_account_tx(
         tx,
         SystemAccount::Clearing(ProviderName::Paystack),
@@ -416,13 +439,13 @@ async fn refund_tx(
         .reason
         .clone()
         .unwrap_or_else(|| "returned by the receiving bank".into());
-    sqlx::query(
+    sqlx::query!(
         "update payout set status = 'reversed', refund_id = $2, failure_reason = $3, updated_at = now()
          where payout_id = $1",
+        row.payout_id,
+        ids[0],
+        reason,
     )
-    .bind(row.payout_id)
-    .bind(ids[0])
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -563,15 +586,15 @@ async fn finish_webhook(
 /// The `payouts.sweep` handler: asks again about payouts that have been processing for a while without news.
 pub async fn sweep(ctx: JobContext, _: SweepPayouts) -> Result<(), JobError> {
     let mut tx = ctx.pool.begin().await?;
-    let due: Vec<Uuid> = sqlx::query_scalar(
+    let due: Vec<Uuid> = sqlx::query_scalar!(
         "update payout set updated_at = now()
          where payout_id in (select payout_id from payout where status = 'processing'
                              and updated_at < now() - make_interval(secs => $1)
                              order by updated_at limit $2 for update skip locked)
          returning payout_id",
+        SWEEP_AFTER_SECONDS,
+        SWEEP_BATCH,
     )
-    .bind(SWEEP_AFTER_SECONDS)
-    .bind(SWEEP_BATCH)
     .fetch_all(&mut *tx)
     .await?;
     for payout_id in &due {
@@ -616,11 +639,16 @@ pub async fn decide(
     note: &str,
 ) -> Result<Result<PayoutRow, DecisionRejection>, JobError> {
     let mut tx = pool.begin().await?;
-    let Some(row): Option<PayoutRow> =
-        sqlx::query_as("select * from payout where payout_id = $1 for update")
-            .bind(payout_id)
-            .fetch_optional(&mut *tx)
-            .await?
+    let Some(row): Option<PayoutRow> = sqlx::query_as!(
+        PayoutRow,
+        "select payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at
+         from payout where payout_id = $1 for update",
+        payout_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
     else {
         return Ok(Err(DecisionRejection::NotFound));
     };
@@ -631,19 +659,23 @@ pub async fn decide(
         Decision::Approve => ("processing", "payout.approve"),
         Decision::Reject => ("rejected", "payout.reject"),
     };
-    let updated: PayoutRow = sqlx::query_as(
+    let updated: PayoutRow = sqlx::query_as!(
+        PayoutRow,
         "update payout set status = $2, decided_by = $3, decided_at = now(), updated_at = now(),
              failure_reason = case when $2 = 'rejected' then $4 else failure_reason end
-         where payout_id = $1 returning *",
+         where payout_id = $1
+         returning payout_id, user_id, wallet_id, provider, reference, amount, fee, currency, bank_code, bank_name,
+             account_number, account_name, narration, status, hold_id, fee_hold_id, refund_id, provider_transfer_code,
+             provider_status, failure_reason, decided_by, decided_at, submitted_at, created_at, updated_at, completed_at",
+        payout_id,
+        status,
+        actor.user_id,
+        if note.is_empty() {
+            "rejected by an administrator"
+        } else {
+            note
+        },
     )
-    .bind(payout_id)
-    .bind(status)
-    .bind(actor.user_id)
-    .bind(if note.is_empty() {
-        "rejected by an administrator"
-    } else {
-        note
-    })
     .fetch_one(&mut *tx)
     .await?;
     match decision {

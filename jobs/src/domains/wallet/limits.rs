@@ -73,13 +73,13 @@ pub async fn spent_since_tx(
     account_id: AccountId,
     since: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select coalesce(sum(t.amount), 0)::bigint from ledger_transfer t
+    sqlx::query_scalar!(
+        r#"select coalesce(sum(t.amount), 0)::bigint as "spent!" from ledger_transfer t
          where t.debit_account_id = $1 and t.created_at >= $2 and t.flow in ('posted', 'pending')
-           and not exists (select 1 from ledger_transfer v where v.pending_id = t.transfer_id and v.flow = 'void_pending')",
+           and not exists (select 1 from ledger_transfer v where v.pending_id = t.transfer_id and v.flow = 'void_pending')"#,
+        account_id,
+        since,
     )
-    .bind(account_id)
-    .bind(since)
     .fetch_one(&mut *tx)
     .await
 }

@@ -54,10 +54,6 @@ pub struct WalletView {
     pub created_at: DateTime<Utc>,
 }
 
-const WALLET_COLUMNS: &str =
-    "wallet_id, user_id, currency, account_id, account_number, status, daily_limit,
-    monthly_limit, pin_hash, pin_failed_attempts, pin_locked_until, created_at";
-
 pub async fn view(pool: &PgPool, wallet: &WalletRow) -> Result<WalletView, sqlx::Error> {
     Ok(WalletView {
         wallet_id: wallet.wallet_id,
@@ -102,14 +98,17 @@ pub async fn freeze(
     wallet_id: Uuid,
     by: FreezeActor,
 ) -> Result<WalletRow, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as!(
+        WalletRow,
         "update wallet set status = 'frozen', updated_at = now(),
              frozen_by = case when $2 = 'admin' or (status = 'frozen' and frozen_by = 'admin') then 'admin'
                               else 'owner' end
-         where wallet_id = $1 returning {WALLET_COLUMNS}"
-    )))
-    .bind(wallet_id)
-    .bind(by.as_str())
+         where wallet_id = $1
+         returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+        wallet_id,
+        by.as_str(),
+    )
     .fetch_one(pool)
     .await
 }
@@ -120,13 +119,15 @@ pub async fn unfreeze(
     wallet_id: Uuid,
     by: FreezeActor,
 ) -> Result<Result<WalletRow, FreezeRejection>, sqlx::Error> {
-    let row: Option<WalletRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<WalletRow> = sqlx::query_as!(
+        WalletRow,
         "update wallet set status = 'active', frozen_by = null, updated_at = now()
          where wallet_id = $1 and ($2 = 'admin' or frozen_by is distinct from 'admin')
-         returning {WALLET_COLUMNS}"
-    )))
-    .bind(wallet_id)
-    .bind(by.as_str())
+         returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+        wallet_id,
+        by.as_str(),
+    )
     .fetch_optional(pool)
     .await?;
     Ok(row.ok_or(FreezeRejection::FrozenByAdmin))
@@ -138,11 +139,14 @@ pub async fn owned(
     user_id: Uuid,
     wallet_id: Uuid,
 ) -> Result<Option<WalletRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 and user_id = $2"
-    )))
-    .bind(wallet_id)
-    .bind(user_id)
+    sqlx::query_as!(
+        WalletRow,
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at
+         from wallet where wallet_id = $1 and user_id = $2",
+        wallet_id,
+        user_id,
+    )
     .fetch_optional(pool)
     .await
 }
@@ -151,10 +155,13 @@ pub async fn by_id(
     db: impl sqlx::PgExecutor<'_>,
     wallet_id: Uuid,
 ) -> Result<Option<WalletRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where wallet_id = $1"
-    )))
-    .bind(wallet_id)
+    sqlx::query_as!(
+        WalletRow,
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at
+         from wallet where wallet_id = $1",
+        wallet_id,
+    )
     .fetch_optional(db)
     .await
 }
@@ -166,10 +173,13 @@ pub async fn lock_tx(
     tx: &mut PgConnection,
     wallet_id: Uuid,
 ) -> Result<Option<WalletRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where wallet_id = $1 for no key update"
-    )))
-    .bind(wallet_id)
+    sqlx::query_as!(
+        WalletRow,
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at
+         from wallet where wallet_id = $1 for no key update",
+        wallet_id,
+    )
     .fetch_optional(&mut *tx)
     .await
 }
@@ -178,19 +188,25 @@ pub async fn by_account_number_tx(
     tx: &mut PgConnection,
     number: &str,
 ) -> Result<Option<WalletRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where account_number = $1"
-    )))
-    .bind(number)
+    sqlx::query_as!(
+        WalletRow,
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at
+         from wallet where account_number = $1",
+        number,
+    )
     .fetch_optional(&mut *tx)
     .await
 }
 
 pub async fn list_owned(pool: &PgPool, user_id: Uuid) -> Result<Vec<WalletRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {WALLET_COLUMNS} from wallet where user_id = $1 order by created_at"
-    )))
-    .bind(user_id)
+    sqlx::query_as!(
+        WalletRow,
+        "select wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+             pin_hash, pin_failed_attempts, pin_locked_until, created_at
+         from wallet where user_id = $1 order by created_at",
+        user_id,
+    )
     .fetch_all(pool)
     .await
 }
@@ -221,15 +237,18 @@ pub async fn create_tx(
         let number = nuban::generate(bank_code).ok_or(WalletError::NoAccountNumber)?;
         // A savepoint, so that a collision does not abort the caller's transaction.
         let mut savepoint = tx.begin().await?;
-        let inserted = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let inserted = sqlx::query_as!(
+            WalletRow,
             "insert into wallet (wallet_id, user_id, currency, account_id, account_number)
-             values ($1, $2, $3, $4, $5) returning {WALLET_COLUMNS}"
-        )))
-        .bind(Uuid::now_v7())
-        .bind(user_id)
-        .bind(currency.code())
-        .bind(account_id)
-        .bind(&number)
+             values ($1, $2, $3, $4, $5)
+             returning wallet_id, user_id, currency, account_id, account_number, status, daily_limit, monthly_limit,
+                 pin_hash, pin_failed_attempts, pin_locked_until, created_at",
+            Uuid::now_v7(),
+            user_id,
+            currency.code(),
+            account_id,
+            number,
+        )
         .fetch_one(&mut *savepoint)
         .await;
         match inserted {
@@ -268,10 +287,14 @@ pub struct UserView {
 }
 
 pub async fn user(pool: &PgPool, user_id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
-    sqlx::query_as("select user_id, email, phone, full_name, role, created_at, email_verified_at, two_step_login from app_user where user_id = $1")
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        UserView,
+        "select user_id, email, phone, full_name, role, created_at, email_verified_at, two_step_login
+         from app_user where user_id = $1",
+        user_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// A registration that passed validation.
@@ -372,16 +395,17 @@ pub async fn register(
         .map_err(|e| auth::AuthError::Hash(e.to_string()))?;
     let user_id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    let inserted: Result<UserView, sqlx::Error> = sqlx::query_as(
+    let inserted: Result<UserView, sqlx::Error> = sqlx::query_as!(
+        UserView,
         "insert into app_user (user_id, email, phone, full_name, password_hash, role) values ($1, $2, $3, $4, $5, $6)
          returning user_id, email, phone, full_name, role, created_at, email_verified_at, two_step_login",
+        user_id,
+        new_user.email.as_str(),
+        new_user.phone,
+        new_user.full_name,
+        password_hash,
+        new_user.role.as_str(),
     )
-    .bind(user_id)
-    .bind(new_user.email.as_str())
-    .bind(&new_user.phone)
-    .bind(&new_user.full_name)
-    .bind(&password_hash)
-    .bind(new_user.role.as_str())
     .fetch_one(&mut *tx)
     .await;
     let user = match inserted {
@@ -503,14 +527,14 @@ pub async fn ensure_admin(
         .await
         .ok_or_else(|| anyhow::anyhow!("hashing task failed"))?
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into app_user (user_id, email, full_name, password_hash, role) values ($1, $2, 'Administrator', $3, $4)
          on conflict do nothing",
+        Uuid::now_v7(),
+        email.as_str(),
+        hash,
+        role.as_str(),
     )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(hash)
-    .bind(role.as_str())
     .execute(pool)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -578,30 +602,34 @@ pub async fn check_pin_tx(
     let matches = auth::check_secret(pin, hash).await;
     if matches {
         if wallet.pin_failed_attempts > 0 {
-            sqlx::query("update wallet set pin_failed_attempts = 0, pin_locked_until = null where wallet_id = $1")
-                .bind(wallet.wallet_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "update wallet set pin_failed_attempts = 0, pin_locked_until = null where wallet_id = $1",
+                wallet.wallet_id,
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         return Ok(PinCheck::Ok);
     }
     let attempts = wallet.pin_failed_attempts + 1;
     if attempts >= PIN_ATTEMPTS_MAX {
         let until = Utc::now() + PIN_LOCK;
-        sqlx::query(
+        sqlx::query!(
             "update wallet set pin_failed_attempts = 0, pin_locked_until = $2 where wallet_id = $1",
+            wallet.wallet_id,
+            until,
         )
-        .bind(wallet.wallet_id)
-        .bind(until)
         .execute(&mut *tx)
         .await?;
         return Ok(PinCheck::Locked { until });
     }
-    sqlx::query("update wallet set pin_failed_attempts = $2 where wallet_id = $1")
-        .bind(wallet.wallet_id)
-        .bind(attempts)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update wallet set pin_failed_attempts = $2 where wallet_id = $1",
+        wallet.wallet_id,
+        attempts,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(PinCheck::Invalid {
         attempts_left: PIN_ATTEMPTS_MAX - attempts,
     })

@@ -251,7 +251,6 @@ pub async fn open_tx(
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct HoldRow {
     transfer_id: Uuid,
     debit_account_id: AccountId,
@@ -281,11 +280,12 @@ pub async fn resolve_tx(
     hold_ids: &[Uuid],
     post: bool,
 ) -> Result<(), JobError> {
-    let rows: Vec<HoldRow> = sqlx::query_as(
+    let rows: Vec<HoldRow> = sqlx::query_as!(
+        HoldRow,
         "select transfer_id, debit_account_id, credit_account_id, amount, currency, code, operation_id
          from ledger_transfer where transfer_id = any($1) and flow = 'pending' order by transfer_id",
+        hold_ids,
     )
-    .bind(hold_ids)
     .fetch_all(&mut *tx)
     .await?;
     if rows.len() != hold_ids.len() {
