@@ -52,4 +52,16 @@ impl BearerAuth {
             ))
         }
     }
+
+    /// Compliance decisions (KYC reviews, sanctions matches, held operations): compliance officers and admins.
+    pub fn require_compliance(&self) -> Result<&Principal, ApiError> {
+        if self.0.role.decides_compliance() {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden(
+                "compliance_required",
+                "This requires a compliance officer or an admin account that may make changes.",
+            ))
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod bills;
 pub mod deposit;
 pub mod identity;
+pub mod kyc;
 pub mod payout;
 pub mod reconciliation;
 pub mod transfer;

@@ -27,6 +27,9 @@ pub enum Role {
     Admin,
     /// Sees everything an admin sees and can change nothing.
     AdminReadonly,
+    /// A compliance officer: reads what admins read and decides compliance reviews (KYC, sanctions, held
+    /// operations); changes nothing else.
+    Compliance,
 }
 
 impl Role {
@@ -35,17 +38,28 @@ impl Role {
             Role::User => "user",
             Role::Admin => "admin",
             Role::AdminReadonly => "admin_readonly",
+            Role::Compliance => "compliance",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Role::User, Role::Admin, Role::AdminReadonly]
-            .into_iter()
-            .find(|r| r.as_str() == raw)
+        [
+            Role::User,
+            Role::Admin,
+            Role::AdminReadonly,
+            Role::Compliance,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == raw)
     }
 
     pub fn is_admin(self) -> bool {
-        matches!(self, Role::Admin | Role::AdminReadonly)
+        matches!(self, Role::Admin | Role::AdminReadonly | Role::Compliance)
+    }
+
+    /// Who decides compliance reviews: compliance officers and full admins.
+    pub fn decides_compliance(self) -> bool {
+        matches!(self, Role::Admin | Role::Compliance)
     }
 }
 
