@@ -24,10 +24,3 @@ create table kyc_tier_change (
     constraint kyc_tier_change_tiers_known check (from_tier between 0 and 3 and to_tier between 0 and 3)
 );
 create index kyc_tier_change_user on kyc_tier_change (user_id, created_at);
-
--- A compliance restriction (a sanctions match pending review, a compliance decision): while set, no money leaves
--- the account. Lifted only by a compliance decision.
-alter table app_user add column restricted_at timestamptz;
-alter table app_user add column restricted_reason text;
-alter table app_user add constraint app_user_restriction_explained
-    check ((restricted_at is null and restricted_reason is null) or (restricted_at is not null and restricted_reason is not null));
