@@ -670,3 +670,123 @@ async fn settle_runs_waiting_together_commit_in_one_batch_and_one_bad_transfer_f
     let (_, wallets, fees) = subsidy_and_wallet_totals(&app).await;
     assert_eq!(wallets + fees, 2 * BONUS);
 }
+
+/// One worked example: the request line, its headers and its JSON body, as a reader copies them.
+struct Example {
+    path: String,
+    idempotency_key: String,
+    body: Value,
+}
+
+/// The ```http examples of docs/money.md's "Money in requests and responses", with the development server's ids
+/// replaced by the test users'.
+fn documented_examples(wallet_id: &str, account_number: &str) -> Vec<Example> {
+    let text = std::fs::read_to_string(paycore_tests::app::repo_root().join("docs/money.md"))
+        .expect("docs/money.md");
+    let section = text
+        .split("## Money in requests and responses")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the money convention section");
+    section
+        .split("```http\n")
+        .skip(1)
+        .map(|block| {
+            let block = block.split("```").next().expect("a closed block");
+            let (head, body) = block
+                .split_once("\n\n")
+                .expect("headers, a blank line, a body");
+            let mut lines = head.lines();
+            let path = lines
+                .next()
+                .and_then(|line| line.strip_prefix("POST "))
+                .expect("a POST line")
+                .to_owned();
+            let idempotency_key = lines
+                .find_map(|line| line.strip_prefix("Idempotency-Key: "))
+                .expect("an Idempotency-Key")
+                .to_owned();
+            let body = body
+                .replace("01a24683-9a49-770a-9cf4-f7c8e34f14ae", wallet_id)
+                .replace("9205756445", account_number);
+            Example {
+                path,
+                idempotency_key,
+                body: serde_json::from_str(&body).expect("the example's body is JSON"),
+            }
+        })
+        .collect()
+}
+
+async fn send_example(app: &TestApp, user_token: &str, example: &Example) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.url(&example.path))
+        .bearer_auth(user_token)
+        .header("Idempotency-Key", &example.idempotency_key)
+        .header("Prefer", "wait=5")
+        .json(&example.body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn the_worked_money_examples_of_the_readme_and_the_docs_are_accepted_as_written() {
+    let app = spawn_app().await;
+    let ada = app.register_verified_user("ada").await;
+    let bayo = app.register_user("bayo").await;
+    let examples = documented_examples(&ada.wallet_id, &bayo.account_number);
+    let paths: Vec<&str> = examples.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/transfers",
+            "/api/v1/deposits",
+            "/api/v1/payouts",
+            "/api/v1/bills/payments"
+        ],
+        "one example per money endpoint"
+    );
+    for example in &examples {
+        let (status, body) = send_example(&app, &ada.access_token, example).await;
+        assert!(
+            [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&status),
+            "{} as documented: {status} {body}",
+            example.path
+        );
+        // Answers nest money with its currency, the requests' flat amount inside.
+        assert_eq!(
+            body["amount"]["amount"], example.body["amount"],
+            "{}",
+            example.path
+        );
+        assert_eq!(body["amount"]["currency"], "NGN", "{}", example.path);
+        assert_eq!(body["fee"]["currency"], "NGN", "{}", example.path);
+    }
+
+    // The README's first transfer, with its two placeholders filled in.
+    let readme = std::fs::read_to_string(paycore_tests::app::repo_root().join("README.md"))
+        .expect("README.md");
+    let body = readme
+        .split("A first transfer:")
+        .nth(1)
+        .and_then(|rest| rest.split("-d '").nth(1))
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the README's first transfer")
+        .replace("<your wallet_id>", &ada.wallet_id)
+        .replace("<their account_number>", &bayo.account_number);
+    let example = Example {
+        path: "/api/v1/transfers".into(),
+        idempotency_key: "first-transfer".into(),
+        body: serde_json::from_str(&body).expect("the README's body is JSON"),
+    };
+    let (status, answer) = send_example(&app, &ada.access_token, &example).await;
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&status),
+        "the README's transfer: {status} {answer}"
+    );
+    assert_eq!(answer["amount"]["currency"], "NGN");
+}
